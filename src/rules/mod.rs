@@ -1,0 +1,1 @@
+//! Ordering rules as data: the rules file model, its loader, and the per-connection checker.

@@ -1,0 +1,332 @@
+//! The scenario model: what the loader produces and the runner consumes.
+//!
+//! These types carry no serde concerns: the loader deserializes YAML into its own raw
+//! types (with spans), checks them, and converts them into this model. Every step keeps
+//! its source location so any failure can name `file:line:col`.
+//! The language itself is documented in `docs/SCENARIOS.md`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::matcher::MatchSpec;
+use super::template::Template;
+
+/// A place in a source file (1-based line and column).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Loc {
+    pub file: Arc<PathBuf>,
+    pub line: u32,
+    pub col: u32,
+}
+
+impl std::fmt::Display for Loc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.col)
+    }
+}
+
+/// Everything `run` needs: the suite configs, rules and scenarios of all PATH arguments.
+#[derive(Debug, Clone)]
+pub struct Suite {
+    pub config: SuiteConfig,
+    /// The ordering rules file named by the config (or `rules.yaml` beside it); loaded by [`crate::rules`].
+    pub rules_file: Option<PathBuf>,
+    pub scenarios: Vec<Scenario>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SuiteConfig {
+    /// Where the config was read from (None: defaults).
+    pub file: Option<PathBuf>,
+    pub target: Option<Template>,
+    pub http_base: Option<Template>,
+    /// Resolved folder holding `index.json`; default: the repository's `schemas/` next to the suite,
+    /// else the schemas compiled into the binary.
+    pub schemas_dir: Option<PathBuf>,
+    /// JSON pointer to the discriminator (`type` becomes `/type`).
+    pub discriminator: String,
+    /// Event types invisible to expect/collect (still validated and recorded).
+    pub ignore: Vec<String>,
+    pub timeouts: Timeouts,
+    pub max_frame_bytes: usize,
+    pub auth: AuthConfig,
+    pub vars: BTreeMap<String, Template>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub expect: Duration,
+    pub http: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            expect: Duration::from_secs(5),
+            http: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    pub jwt_secret: Option<Template>,
+    pub token: Option<Template>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Must,
+    Should,
+    May,
+}
+
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    pub level: Level,
+    pub requires: Vec<String>,
+    pub vars: BTreeMap<String, Template>,
+    pub steps: Vec<Step>,
+    /// Location of the scenario's `name` key.
+    pub loc: Loc,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub loc: Loc,
+    pub name: Option<String>,
+    pub kind: StepKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum StepKind {
+    Http(HttpStep),
+    Connect(ConnectStep),
+    Send(SendStep),
+    Expect(ExpectStep),
+    ExpectPong(ExpectPongStep),
+    Collect(CollectStep),
+    ExpectNone(ExpectNoneStep),
+    ExpectClose(ExpectCloseStep),
+    Close(CloseStep),
+    Sleep(Duration),
+    Timing(TimingStep),
+}
+
+impl StepKind {
+    /// The YAML key of the step, for messages.
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            StepKind::Http(_) => "http",
+            StepKind::Connect(_) => "connect",
+            StepKind::Send(_) => "send",
+            StepKind::Expect(_) => "expect",
+            StepKind::ExpectPong(_) => "expect_pong",
+            StepKind::Collect(_) => "collect",
+            StepKind::ExpectNone(_) => "expect_none",
+            StepKind::ExpectClose(_) => "expect_close",
+            StepKind::Close(_) => "close",
+            StepKind::Sleep(_) => "sleep",
+            StepKind::Timing(_) => "timing",
+        }
+    }
+}
+
+/// Where a capture reads from.
+#[derive(Debug, Clone)]
+pub enum CapturePath {
+    /// RFC 6901 JSON pointer (`/session_id`).
+    Pointer(String),
+    /// JSONPath (`$.history[0].role`), compiled at load time.
+    JsonPath(String),
+}
+
+pub type Captures = BTreeMap<String, CapturePath>;
+
+#[derive(Debug, Clone)]
+pub enum Url {
+    /// Relative to the target (WebSocket) or http_base (HTTP).
+    Path(Template),
+    /// Absolute URL.
+    Absolute(Template),
+}
+
+#[derive(Debug, Clone)]
+pub enum HttpBody {
+    Json(Template),
+    Text(Template),
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpStep {
+    pub method: String,
+    pub url: Url,
+    pub headers: BTreeMap<String, Template>,
+    pub query: BTreeMap<String, Template>,
+    pub body: Option<HttpBody>,
+    /// Expected statuses; empty means any 2xx.
+    pub status: Vec<u16>,
+    pub matcher: Option<MatchSpec>,
+    pub capture: Captures,
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConnectStep {
+    pub conn: String,
+    pub url: Url,
+    pub query: BTreeMap<String, Template>,
+    pub headers: BTreeMap<String, Template>,
+    pub subprotocols: Vec<String>,
+    /// `Some(None)`: expect that no subprotocol is selected.
+    pub expect_subprotocol: Option<Option<String>>,
+    pub expect_refusal: Option<Refusal>,
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub status: u16,
+    pub body: Option<MatchSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub enum SendPayload {
+    Json(Template),
+    Text(Template),
+    /// Already decoded from base64 at load time.
+    Binary(Vec<u8>),
+    Ping(Vec<u8>),
+}
+
+#[derive(Debug, Clone)]
+pub struct SendStep {
+    pub conn: String,
+    pub payload: SendPayload,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExpectStep {
+    pub conn: String,
+    pub matcher: MatchSpec,
+    /// true: skip non-matching events; false: the strictly next event must match.
+    pub skip: bool,
+    pub timeout: Option<Duration>,
+    pub capture: Captures,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExpectPongStep {
+    pub conn: String,
+    pub payload: Option<Vec<u8>>,
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CollectStep {
+    pub conn: String,
+    pub until: MatchSpec,
+    pub timeout: Option<Duration>,
+    pub capture: Captures,
+    pub assert: CollectAssert,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CollectAssert {
+    /// type → count matcher (`1`, `{ $gte: 1 }`).
+    pub count: BTreeMap<String, MatchSpec>,
+    pub present: Vec<String>,
+    pub absent: Vec<String>,
+    /// First occurrences appear in this relative order.
+    pub order: Vec<String>,
+    /// Every event of the key type comes before the first event of the value type.
+    pub all_before: BTreeMap<String, String>,
+    pub concat: Option<ConcatAssert>,
+    pub each: Vec<EachAssert>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConcatAssert {
+    /// Event type whose field is concatenated.
+    pub items: String,
+    /// JSON pointer of the field.
+    pub field: String,
+    /// The event type and pointer of the value it must equal.
+    pub equals_event: String,
+    pub equals_field: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct EachAssert {
+    pub event_type: String,
+    pub matcher: MatchSpec,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExpectNoneStep {
+    pub conn: String,
+    pub matcher: MatchSpec,
+    pub within: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum CloseCodeExpect {
+    /// Any close frame.
+    Any,
+    Code(u16),
+    /// The transport ends without a close frame.
+    NoFrame,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExpectCloseStep {
+    pub conn: String,
+    pub code: CloseCodeExpect,
+    pub reason: Option<MatchSpec>,
+    pub strict: bool,
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CloseStep {
+    pub conn: String,
+    pub code: u16,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimingMetric {
+    Connect,
+    FirstEvent,
+    FirstToken,
+    MaxTokenGap,
+    Turn,
+    CancelAck,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct DurationBound {
+    pub min: Option<Duration>,
+    pub max: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TimingStep {
+    pub conn: String,
+    pub bounds: BTreeMap<TimingMetric, DurationBound>,
+}
+
+/// Values a template may read at run time (besides builtins resolved by the runner).
+pub type Vars = BTreeMap<String, Value>;
