@@ -19,9 +19,14 @@ use super::template::Template;
 /// A place in a source file (1-based line and column).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Loc {
+    #[serde(serialize_with = "serialize_path")]
     pub file: Arc<PathBuf>,
     pub line: u32,
     pub col: u32,
+}
+
+fn serialize_path<S: serde::Serializer>(p: &Arc<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&p.display())
 }
 
 impl std::fmt::Display for Loc {
@@ -81,7 +86,9 @@ pub struct AuthConfig {
     pub token: Option<Template>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     Must,

@@ -1,4 +1,7 @@
 //! `${...}` templates inside JSON values. Owned by the loader work.
+//!
+//! Placeholders live only in string values (object keys are never templated, so a JSON
+//! body's field names stay what they say). `$${` is an escape for a literal `${`.
 use serde_json::Value;
 
 /// A JSON value whose strings may contain `${NAME}` placeholders (see docs/SCENARIOS.md).
@@ -8,4 +11,362 @@ pub struct Template(pub Value);
 /// Supplies values for placeholder names at run time (`session_id`, `env:HOME`, `jwt:alice`, ...).
 pub trait Resolver {
     fn resolve(&self, name: &str) -> Option<Value>;
+}
+
+/// A resolver that knows nothing: rendering with it fails on the first placeholder.
+pub struct NoVars;
+
+impl Resolver for NoVars {
+    fn resolve(&self, _name: &str) -> Option<Value> {
+        None
+    }
+}
+
+/// Adapts a closure to [`Resolver`] (a wrapper rather than a blanket impl, so other modules
+/// stay free to implement the trait for their own types).
+pub struct FnResolver<F>(pub F);
+
+impl<F: Fn(&str) -> Option<Value>> Resolver for FnResolver<F> {
+    fn resolve(&self, name: &str) -> Option<Value> {
+        (self.0)(name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("unclosed placeholder '${{' in {text:?} (write '$${{' for a literal '${{')")]
+    Unclosed { text: String },
+    #[error("empty placeholder '${{}}' in {text:?}")]
+    EmptyName { text: String },
+    #[error("invalid placeholder name '{name}' (letters, digits, '_', '-', '.', and one 'prefix:' allowed)")]
+    InvalidName { name: String },
+    #[error("unknown variable '{name}'")]
+    Unresolved { name: String },
+}
+
+/// One piece of a templated string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Segment<'a> {
+    Text(std::borrow::Cow<'a, str>),
+    Var(&'a str),
+}
+
+fn valid_name(name: &str) -> bool {
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    };
+    match name.split_once(':') {
+        // The argument of a prefix (`env:HOME`, `jwt:alice@example.com`) is free text
+        // except for the characters that would make the template ambiguous.
+        Some((prefix, arg)) => plain(prefix) && !arg.is_empty() && !arg.contains(['{', '}', '$']),
+        None => plain(name),
+    }
+}
+
+/// Splits a string into text and placeholders, checking the syntax.
+pub(crate) fn segments(s: &str) -> Result<Vec<Segment<'_>>, TemplateError> {
+    let mut out = Vec::new();
+    let mut text = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        let after = &rest[i..];
+        if after.starts_with("$${") {
+            text.push_str(&rest[..i]);
+            text.push_str("${");
+            rest = &rest[i + 3..];
+        } else if after.starts_with("${") {
+            text.push_str(&rest[..i]);
+            let body = &rest[i + 2..];
+            let end = body.find('}').ok_or_else(|| TemplateError::Unclosed {
+                text: s.to_string(),
+            })?;
+            let name = &body[..end];
+            if name.is_empty() {
+                return Err(TemplateError::EmptyName {
+                    text: s.to_string(),
+                });
+            }
+            if !valid_name(name) {
+                return Err(TemplateError::InvalidName {
+                    name: name.to_string(),
+                });
+            }
+            if !text.is_empty() {
+                out.push(Segment::Text(std::mem::take(&mut text).into()));
+            }
+            out.push(Segment::Var(name));
+            rest = &body[end + 1..];
+        } else {
+            text.push_str(&rest[..=i]);
+            rest = &rest[i + 1..];
+        }
+    }
+    text.push_str(rest);
+    if !text.is_empty() {
+        out.push(Segment::Text(text.into()));
+    }
+    Ok(out)
+}
+
+/// Placeholder names in one string, in order of appearance (syntax assumed valid).
+pub(crate) fn string_placeholders(s: &str) -> Vec<String> {
+    segments(s)
+        .map(|segs| {
+            segs.into_iter()
+                .filter_map(|seg| match seg {
+                    Segment::Var(v) => Some(v.to_string()),
+                    Segment::Text(_) => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn stringify(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn render_str(s: &str, r: &dyn Resolver) -> Result<Value, TemplateError> {
+    let segs = segments(s)?;
+    let lookup = |name: &str| {
+        r.resolve(name).ok_or_else(|| TemplateError::Unresolved {
+            name: name.to_string(),
+        })
+    };
+    if let [Segment::Var(name)] = segs.as_slice() {
+        return lookup(name);
+    }
+    let mut out = String::with_capacity(s.len());
+    for seg in segs {
+        match seg {
+            Segment::Text(t) => out.push_str(&t),
+            Segment::Var(name) => out.push_str(&stringify(&lookup(name)?)),
+        }
+    }
+    Ok(Value::String(out))
+}
+
+fn walk_strings<'a>(v: &'a Value, f: &mut dyn FnMut(&'a str)) {
+    match v {
+        Value::String(s) => f(s),
+        Value::Array(a) => a.iter().for_each(|x| walk_strings(x, f)),
+        Value::Object(o) => o.values().for_each(|x| walk_strings(x, f)),
+        _ => {}
+    }
+}
+
+fn map_strings(
+    v: &Value,
+    f: &mut dyn FnMut(&str) -> Result<Value, TemplateError>,
+) -> Result<Value, TemplateError> {
+    Ok(match v {
+        Value::String(s) => f(s)?,
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|x| map_strings(x, f))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| Ok((k.clone(), map_strings(x, f)?)))
+                .collect::<Result<_, TemplateError>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+impl Template {
+    /// Checks the `${...}` syntax of every string in `v`.
+    pub fn parse(v: Value) -> Result<Template, TemplateError> {
+        let mut err = None;
+        walk_strings(&v, &mut |s| {
+            if err.is_none() {
+                if let Err(e) = segments(s) {
+                    err = Some(e);
+                }
+            }
+        });
+        match err {
+            Some(e) => Err(e),
+            None => Ok(Template(v)),
+        }
+    }
+
+    /// A template that renders to `v` exactly: any `${` in it is escaped.
+    pub fn literal(v: Value) -> Template {
+        let escaped = map_strings(&v, &mut |s| Ok(Value::String(s.replace("${", "$${"))))
+            .expect("escaping cannot fail");
+        Template(escaped)
+    }
+
+    /// A string template (syntax-checked).
+    pub fn string(s: impl Into<String>) -> Result<Template, TemplateError> {
+        Template::parse(Value::String(s.into()))
+    }
+
+    /// Placeholder names used, in order of first appearance, without duplicates.
+    pub fn placeholders(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        walk_strings(&self.0, &mut |s| {
+            for name in string_placeholders(s) {
+                if !out.contains(&name) {
+                    out.push(name);
+                }
+            }
+        });
+        out
+    }
+
+    /// True if rendering needs no resolver.
+    pub fn is_constant(&self) -> bool {
+        self.placeholders().is_empty()
+    }
+
+    /// Replaces placeholders. A string that is exactly one placeholder takes the value's
+    /// JSON type; otherwise values are spliced into the string (strings as-is, other
+    /// values as compact JSON).
+    pub fn render(&self, r: &dyn Resolver) -> Result<Value, TemplateError> {
+        map_strings(&self.0, &mut |s| render_str(s, r))
+    }
+
+    /// Renders, then turns the result into text: strings as-is, other values as compact JSON.
+    pub fn render_string(&self, r: &dyn Resolver) -> Result<String, TemplateError> {
+        self.render(r).map(|v| stringify(&v))
+    }
+}
+
+impl std::fmt::Display for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Value::String(s) => f.write_str(s),
+            other => write!(f, "{other}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    fn vars() -> FnResolver<impl Fn(&str) -> Option<Value>> {
+        let mut m = BTreeMap::new();
+        m.insert("n".to_string(), json!(42));
+        m.insert("s".to_string(), json!("abc"));
+        m.insert("o".to_string(), json!({"a": [1, 2]}));
+        m.insert("jwt:alice".to_string(), json!("tok"));
+        FnResolver(move |name: &str| m.get(name).cloned())
+    }
+
+    #[test]
+    fn whole_string_placeholder_keeps_type() {
+        let t = Template::parse(json!({"x": "${n}", "y": ["${o}"], "z": "${s}"})).unwrap();
+        assert_eq!(
+            t.render(&vars()).unwrap(),
+            json!({"x": 42, "y": [{"a": [1, 2]}], "z": "abc"})
+        );
+    }
+
+    #[test]
+    fn embedded_placeholders_are_stringified() {
+        let t = Template::string("n=${n} s=${s} o=${o} t=${jwt:alice}").unwrap();
+        assert_eq!(
+            t.render(&vars()).unwrap(),
+            json!("n=42 s=abc o={\"a\":[1,2]} t=tok")
+        );
+    }
+
+    #[test]
+    fn escape_gives_literal() {
+        let t = Template::string("cost $${n} and ${n}$").unwrap();
+        assert_eq!(t.placeholders(), vec!["n"]);
+        assert_eq!(t.render(&vars()).unwrap(), json!("cost ${n} and 42$"));
+    }
+
+    #[test]
+    fn literal_is_never_interpreted() {
+        let t = Template::literal(json!({"a": "${nope}", "b": ["x${y}"]}));
+        assert!(t.placeholders().is_empty());
+        assert_eq!(
+            t.render(&NoVars).unwrap(),
+            json!({"a": "${nope}", "b": ["x${y}"]})
+        );
+    }
+
+    #[test]
+    fn placeholders_in_order_without_duplicates() {
+        let t =
+            Template::parse(json!({"a": "${b} ${env:HOME}", "c": ["${b}", "${jwt_admin:bob}"]}))
+                .unwrap();
+        assert_eq!(t.placeholders(), vec!["b", "env:HOME", "jwt_admin:bob"]);
+    }
+
+    #[test]
+    fn syntax_errors() {
+        assert!(matches!(
+            Template::string("a ${b"),
+            Err(TemplateError::Unclosed { .. })
+        ));
+        assert!(matches!(
+            Template::string("a ${}"),
+            Err(TemplateError::EmptyName { .. })
+        ));
+        assert!(matches!(
+            Template::string("${a b}"),
+            Err(TemplateError::InvalidName { .. })
+        ));
+        assert!(matches!(
+            Template::string("${env:}"),
+            Err(TemplateError::InvalidName { .. })
+        ));
+        // Keys are not templated, so a `${` in a key is no error.
+        assert!(Template::parse(json!({"${": 1})).is_ok());
+        // A lone `$` is text.
+        assert_eq!(
+            Template::string("$5 $").unwrap().render(&NoVars).unwrap(),
+            json!("$5 $")
+        );
+    }
+
+    #[test]
+    fn unresolved_names_the_variable() {
+        let t = Template::string("x ${missing}").unwrap();
+        assert_eq!(
+            t.render(&vars()).unwrap_err(),
+            TemplateError::Unresolved {
+                name: "missing".into()
+            }
+        );
+    }
+
+    #[test]
+    fn render_string_uses_compact_json() {
+        assert_eq!(
+            Template::string("${o}")
+                .unwrap()
+                .render_string(&vars())
+                .unwrap(),
+            "{\"a\":[1,2]}"
+        );
+        assert_eq!(
+            Template::string("${s}")
+                .unwrap()
+                .render_string(&vars())
+                .unwrap(),
+            "abc"
+        );
+        assert_eq!(Template(json!(7)).render_string(&NoVars).unwrap(), "7");
+    }
+
+    #[test]
+    fn non_string_values_pass_through() {
+        let t = Template::parse(json!([1, true, null, 2.5])).unwrap();
+        assert_eq!(t.render(&NoVars).unwrap(), json!([1, true, null, 2.5]));
+    }
 }

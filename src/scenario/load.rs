@@ -1,0 +1,1998 @@
+//! Loading: suite config + scenario files → the model, with every problem located.
+//!
+//! Each file is parsed into a spanned node tree ([`super::yaml`]) and converted by hand, so
+//! one pass reports every problem of a file (unknown fields, wrong types, bad matchers,
+//! unknown variables…), each with `file:line:col` and a source snippet.
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode, SourceSpan};
+use serde_json::Value;
+
+use super::matcher::{MatchSpec, MatcherError};
+use super::model::*;
+use super::template::{segments, Segment, Template};
+use super::yaml::{self, Kind, Node, Pos};
+
+/// The suite config file looked for in the first folder.
+pub const SUITE_FILE: &str = "wschat-suite.yaml";
+/// The rules file used when the config names none.
+pub const DEFAULT_RULES_FILE: &str = "rules.yaml";
+/// The default largest accepted frame.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+
+/// Builtin variable names.
+pub const BUILTIN_VARS: &[&str] = &["target", "http_base", "token", "uuid"];
+/// Prefixes of parameterized builtins (`${env:HOME}`, `${jwt:alice}`).
+pub const VAR_PREFIXES: &[&str] = &[
+    "env",
+    "jwt",
+    "jwt_admin",
+    "jwt_expired",
+    "jwt_bad_signature",
+    "jwt_none",
+];
+
+const STEP_KINDS: &[&str] = &[
+    "http",
+    "connect",
+    "send",
+    "expect",
+    "expect_pong",
+    "collect",
+    "expect_none",
+    "expect_close",
+    "close",
+    "sleep",
+    "timing",
+];
+
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `--var name=value`.
+    pub vars: BTreeMap<String, String>,
+}
+
+/// One problem found while loading, with its place in the source.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub file: PathBuf,
+    /// 1-based; 0 when the problem concerns the whole file (e.g. it cannot be read).
+    pub line: u32,
+    pub col: u32,
+    pub message: String,
+    /// Short text under the snippet's caret.
+    pub label: String,
+    source: Option<Arc<NamedSource<String>>>,
+    offset: usize,
+    len: usize,
+}
+
+impl Problem {
+    fn whole_file(file: &Path, message: impl Into<String>) -> Problem {
+        Problem {
+            file: file.to_path_buf(),
+            line: 0,
+            col: 0,
+            message: message.into(),
+            label: String::new(),
+            source: None,
+            offset: 0,
+            len: 0,
+        }
+    }
+
+    /// `file:line:col` (or just the file).
+    pub fn place(&self) -> String {
+        if self.line == 0 {
+            self.file.display().to_string()
+        } else {
+            format!("{}:{}:{}", self.file.display(), self.line, self.col)
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.place(), self.message)
+    }
+}
+
+impl std::error::Error for Problem {}
+
+impl Diagnostic for Problem {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        None
+    }
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        self.source.as_deref().map(|s| s as &dyn SourceCode)
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        self.source.as_ref()?;
+        let label = (!self.label.is_empty()).then(|| self.label.clone());
+        Some(Box::new(std::iter::once(LabeledSpan::new_with_span(
+            label,
+            SourceSpan::new(self.offset.into(), self.len.max(1)),
+        ))))
+    }
+}
+
+/// Every problem found while loading a suite (never empty).
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct LoadError {
+    pub problems: Vec<Problem>,
+}
+
+impl LoadError {
+    /// All problems, one `file:line:col: message` per line.
+    pub fn render_plain(&self) -> String {
+        self.problems.iter().map(|p| format!("{p}\n")).collect()
+    }
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.problems.split_first() {
+            None => f.write_str("failed to load the suite"),
+            Some((first, [])) => write!(f, "{first}"),
+            Some((first, rest)) => write!(
+                f,
+                "{first}\n(and {} more problem{})",
+                rest.len(),
+                if rest.len() == 1 { "" } else { "s" }
+            ),
+        }
+    }
+}
+
+impl Diagnostic for LoadError {
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        self.problems.first()?.source_code()
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        self.problems.first()?.labels()
+    }
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
+        if self.problems.len() < 2 {
+            return None;
+        }
+        Some(Box::new(
+            self.problems[1..].iter().map(|p| p as &dyn Diagnostic),
+        ))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small parsers shared with other modules.
+
+/// `200ms`, `5s`, `1m 30s` (humantime).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration {s:?}: {e} (write e.g. 200ms, 5s, 1m)"))
+}
+
+/// `16MiB`, `512KiB`, `1MB`, `4096`, `4096B`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = || format!("invalid size {s:?} (write e.g. 4096, 64KiB, 16MiB, 1GB)");
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "kB" => 1000,
+        "KiB" => 1 << 10,
+        "MB" => 1000 * 1000,
+        "MiB" => 1 << 20,
+        "GB" => 1000 * 1000 * 1000,
+        "GiB" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(mult)
+        .and_then(|b| usize::try_from(b).ok())
+        .ok_or_else(bad)
+}
+
+fn valid_var_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+fn valid_scenario_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conversion context.
+
+/// What a template may refer to at a given point of a file.
+#[derive(Debug, Clone, Default)]
+struct Known {
+    /// Names defined by the user (vars, --var, captures so far).
+    names: BTreeSet<String>,
+    /// Env vars that may be unset (the scenario's `requires`).
+    requires: BTreeSet<String>,
+    /// Whether `${env:X}` must be set at load time.
+    check_env: bool,
+}
+
+struct Cx {
+    file: Arc<PathBuf>,
+    source: Arc<NamedSource<String>>,
+    problems: Vec<Problem>,
+    /// Placeholders met in the current templates (checked against [`Known`] per step).
+    placeholders: Vec<(String, Pos)>,
+}
+
+impl Cx {
+    fn new(file: &Path, text: &str) -> Cx {
+        Cx {
+            file: Arc::new(file.to_path_buf()),
+            source: Arc::new(
+                NamedSource::new(file.display().to_string(), text.to_string())
+                    .with_language("yaml"),
+            ),
+            problems: Vec::new(),
+            placeholders: Vec::new(),
+        }
+    }
+
+    fn err_label(&mut self, pos: Pos, label: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            file: self.file.to_path_buf(),
+            line: pos.line,
+            col: pos.col,
+            message: message.into(),
+            label: label.to_string(),
+            source: Some(self.source.clone()),
+            offset: pos.offset,
+            len: pos.len,
+        });
+    }
+
+    fn err(&mut self, pos: Pos, message: impl Into<String>) {
+        self.err_label(pos, "here", message);
+    }
+
+    fn loc(&self, pos: Pos) -> Loc {
+        Loc {
+            file: self.file.clone(),
+            line: pos.line,
+            col: pos.col,
+        }
+    }
+
+    fn yaml_error(&mut self, e: &serde_saphyr::Error) {
+        let mut message = e.without_snippet().to_string();
+        // The location goes in front, as everywhere else; library advice about its own
+        // options means nothing to a scenario author.
+        if let Some(i) = message.rfind(" at line ") {
+            if message[i..].contains(", column ") {
+                message.truncate(i);
+            }
+        }
+        let message = message.replace(", set DuplicateKeyPolicy in Options if acceptable", "");
+        let (pos, label) = match e.location() {
+            Some(l) => (
+                Pos {
+                    line: l.line() as u32,
+                    col: l.column() as u32,
+                    offset: l.span().byte_offset().unwrap_or(0) as usize,
+                    len: l.span().byte_len().unwrap_or(0) as usize,
+                },
+                "YAML error",
+            ),
+            None => (
+                Pos {
+                    line: 1,
+                    col: 1,
+                    offset: 0,
+                    len: 0,
+                },
+                "YAML error",
+            ),
+        };
+        self.err_label(pos, label, format!("invalid YAML: {message}"));
+    }
+
+    // -- typed readers: each reports its own problem and returns None on failure --
+
+    /// A map's entries, reporting non-string keys and keys not in `allowed`.
+    fn map<'n>(&mut self, node: &'n Node, what: &str, allowed: &[&str]) -> Option<Fields<'n>> {
+        let Kind::Map(entries) = &node.kind else {
+            self.err_label(
+                node.pos,
+                "expected a map",
+                format!("{what} must be a map, got {}", node.type_name()),
+            );
+            return None;
+        };
+        let mut fields = Vec::new();
+        for (k, v) in entries {
+            let Some(key) = k.as_str() else {
+                self.err(
+                    k.pos,
+                    format!("keys in {what} must be strings, got {}", k.type_name()),
+                );
+                continue;
+            };
+            if !allowed.is_empty() && !allowed.contains(&key) {
+                let hint = super::suggest(key, allowed.iter().copied())
+                    .map(|s| format!("; did you mean '{s}'?"))
+                    .unwrap_or_default();
+                self.err_label(
+                    k.pos,
+                    "unknown field",
+                    format!(
+                        "unknown field '{key}' in {what}{hint} (expected one of: {})",
+                        allowed.join(", ")
+                    ),
+                );
+                continue;
+            }
+            fields.push((key, k, v));
+        }
+        Some(Fields { node, fields })
+    }
+
+    fn string(&mut self, node: &Node, what: &str) -> Option<String> {
+        match &node.kind {
+            Kind::Str(s) => Some(s.clone()),
+            _ => {
+                self.err(
+                    node.pos,
+                    format!("{what} must be a string, got {}", node.type_name()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A string that is used as-is (no `${...}` rendering).
+    fn plain(&mut self, node: &Node, what: &str) -> Option<String> {
+        let s = self.string(node, what)?;
+        if s.contains("${") {
+            self.err(
+                node.pos,
+                format!("{what} is not templated: '${{...}}' is not supported here"),
+            );
+            return None;
+        }
+        Some(s)
+    }
+
+    fn name_like(&mut self, node: &Node, what: &str) -> Option<String> {
+        let s = self.plain(node, what)?;
+        if s.is_empty() {
+            self.err(node.pos, format!("{what} must not be empty"));
+            return None;
+        }
+        Some(s)
+    }
+
+    fn bool(&mut self, node: &Node, what: &str) -> Option<bool> {
+        match node.kind {
+            Kind::Bool(b) => Some(b),
+            _ => {
+                self.err(
+                    node.pos,
+                    format!("{what} must be true or false, got {}", node.type_name()),
+                );
+                None
+            }
+        }
+    }
+
+    fn u16(&mut self, node: &Node, what: &str) -> Option<u16> {
+        match node.kind {
+            Kind::Int(i) if (0..=i64::from(u16::MAX)).contains(&i) => Some(i as u16),
+            _ => {
+                self.err(
+                    node.pos,
+                    format!(
+                        "{what} must be an integer from 0 to 65535, got {}",
+                        describe(node)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn status(&mut self, node: &Node, what: &str) -> Option<u16> {
+        let code = self.u16(node, what)?;
+        if !(100..=599).contains(&code) {
+            self.err(
+                node.pos,
+                format!("{what} must be an HTTP status from 100 to 599, got {code}"),
+            );
+            return None;
+        }
+        Some(code)
+    }
+
+    fn duration(&mut self, node: &Node, what: &str) -> Option<Duration> {
+        match &node.kind {
+            Kind::Str(s) => match parse_duration(s) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    self.err_label(node.pos, "bad duration", format!("{what}: {e}"));
+                    None
+                }
+            },
+            _ => {
+                self.err_label(
+                    node.pos,
+                    "bad duration",
+                    format!(
+                        "{what} must be a duration with a unit like 200ms or 5s, got {}",
+                        describe(node)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn str_list(&mut self, node: &Node, what: &str) -> Option<Vec<String>> {
+        let Kind::Seq(items) = &node.kind else {
+            self.err(
+                node.pos,
+                format!("{what} must be a list of strings, got {}", node.type_name()),
+            );
+            return None;
+        };
+        let mut out = Vec::new();
+        for item in items {
+            out.push(self.name_like(item, &format!("an entry of {what}"))?);
+        }
+        Some(out)
+    }
+
+    /// A template; syntax errors point at the exact string, placeholders are recorded
+    /// for the variable check.
+    fn template(&mut self, node: &Node) -> Option<Template> {
+        let ok = self.scan_templates(node);
+        let json = match node.to_json() {
+            Ok(v) => v,
+            Err((pos, msg)) => {
+                self.err(pos, msg);
+                return None;
+            }
+        };
+        if !ok {
+            return None;
+        }
+        Template::parse(json).ok()
+    }
+
+    fn scan_templates(&mut self, node: &Node) -> bool {
+        match &node.kind {
+            Kind::Str(s) => match segments(s) {
+                Ok(segs) => {
+                    for seg in segs {
+                        if let Segment::Var(name) = seg {
+                            self.placeholders.push((name.to_string(), node.pos));
+                        }
+                    }
+                    true
+                }
+                Err(e) => {
+                    self.err_label(node.pos, "bad placeholder", e.to_string());
+                    false
+                }
+            },
+            // Every string is scanned (no short-circuit) so all problems get reported.
+            Kind::Seq(items) => items
+                .iter()
+                .map(|n| self.scan_templates(n))
+                .fold(true, |a, b| a & b),
+            Kind::Map(entries) => entries
+                .iter()
+                .map(|(_, v)| self.scan_templates(v))
+                .fold(true, |a, b| a & b),
+            _ => true,
+        }
+    }
+
+    fn string_template(&mut self, node: &Node, what: &str) -> Option<Template> {
+        match node.kind {
+            Kind::Str(_) => self.template(node),
+            _ => {
+                self.err(
+                    node.pos,
+                    format!("{what} must be a string, got {}", node.type_name()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A map of scalar templates (headers, query).
+    fn template_map(&mut self, node: &Node, what: &str) -> Option<BTreeMap<String, Template>> {
+        let fields = self.map(node, what, &[])?;
+        let mut out = BTreeMap::new();
+        for (k, _, v) in fields.fields {
+            if matches!(v.kind, Kind::Map(_) | Kind::Seq(_) | Kind::Null) {
+                self.err(
+                    v.pos,
+                    format!(
+                        "{what}: the value of '{k}' must be a scalar, got {}",
+                        v.type_name()
+                    ),
+                );
+                continue;
+            }
+            if let Some(t) = self.template(v) {
+                out.insert(k.to_string(), t);
+            }
+        }
+        Some(out)
+    }
+
+    fn match_spec(&mut self, node: &Node) -> Option<MatchSpec> {
+        let spec = MatchSpec(self.template(node)?);
+        match spec.validate() {
+            Ok(()) => Some(spec),
+            Err(MatcherError::Invalid { pointer, reason }) => {
+                // An unknown operator is pointed at by its key; a bad argument by its value.
+                let at_key =
+                    reason.starts_with("unknown operator") || reason.starts_with("an object mixes");
+                let at = node.at_pointer(&pointer, at_key);
+                self.err_label(at.pos, "bad matcher", reason);
+                None
+            }
+            Err(MatcherError::Template(e)) => {
+                self.err(node.pos, e.to_string());
+                None
+            }
+        }
+    }
+
+    fn captures(&mut self, node: &Node) -> Captures {
+        let mut out = Captures::new();
+        let Some(fields) = self.map(node, "capture", &[]) else {
+            return out;
+        };
+        for (name, k, v) in fields.fields {
+            if !valid_var_name(name) {
+                self.err(
+                    k.pos,
+                    format!("capture name '{name}' must use letters, digits, '_', '-' or '.'"),
+                );
+                continue;
+            }
+            let Some(path) = self.plain(v, &format!("capture '{name}'")) else {
+                continue;
+            };
+            let parsed = if path.starts_with('$') {
+                match serde_json_path::JsonPath::parse(&path) {
+                    Ok(_) => Some(CapturePath::JsonPath(path)),
+                    Err(e) => {
+                        self.err_label(
+                            v.pos,
+                            "bad JSONPath",
+                            format!("invalid JSONPath {path:?}: {e}"),
+                        );
+                        None
+                    }
+                }
+            } else if path.is_empty() || path.starts_with('/') {
+                Some(CapturePath::Pointer(path))
+            } else {
+                self.err(
+                    v.pos,
+                    format!(
+                        "capture '{name}': {path:?} is neither a JSON pointer (starts with '/') nor a JSONPath (starts with '$'); did you mean '/{path}'?"
+                    ),
+                );
+                None
+            };
+            if let Some(p) = parsed {
+                out.insert(name.to_string(), p);
+            }
+        }
+        out
+    }
+
+    /// Checks the recorded placeholders against what is known; clears them.
+    fn check_vars(&mut self, known: &Known) {
+        for (name, pos) in std::mem::take(&mut self.placeholders) {
+            if let Some((prefix, arg)) = name.split_once(':') {
+                if !VAR_PREFIXES.contains(&prefix) {
+                    let hint = super::suggest(prefix, VAR_PREFIXES.iter().copied())
+                        .map(|s| format!("; did you mean '{s}:'?"))
+                        .unwrap_or_default();
+                    self.err_label(
+                        pos,
+                        "unknown variable",
+                        format!(
+                            "unknown variable prefix '{prefix}:' in '${{{name}}}'{hint} (prefixes: {})",
+                            VAR_PREFIXES.iter().map(|p| format!("{p}:")).collect::<Vec<_>>().join(", ")
+                        ),
+                    );
+                } else if prefix == "env"
+                    && known.check_env
+                    && !known.requires.contains(arg)
+                    && std::env::var_os(arg).is_none()
+                {
+                    self.err_label(
+                        pos,
+                        "unset variable",
+                        format!(
+                            "environment variable '{arg}' is not set (list it in the scenario's `requires:` to skip the scenario when it is unset)"
+                        ),
+                    );
+                }
+                continue;
+            }
+            if BUILTIN_VARS.contains(&name.as_str()) || known.names.contains(&name) {
+                continue;
+            }
+            let candidates: Vec<&str> = known
+                .names
+                .iter()
+                .map(String::as_str)
+                .chain(BUILTIN_VARS.iter().copied())
+                .collect();
+            let hint = super::suggest(&name, candidates.iter().copied())
+                .map(|s| format!("; did you mean '{s}'?"))
+                .unwrap_or_default();
+            self.err_label(
+                pos,
+                "unknown variable",
+                format!(
+                    "unknown variable '{name}'{hint} (known: {})",
+                    candidates.join(", ")
+                ),
+            );
+        }
+    }
+}
+
+fn describe(node: &Node) -> String {
+    match node.scalar_text() {
+        Some(t) if matches!(node.kind, Kind::Str(_)) => format!("{t:?}"),
+        Some(t) => t,
+        None => node.type_name().to_string(),
+    }
+}
+
+/// The checked entries of a map.
+struct Fields<'n> {
+    node: &'n Node,
+    fields: Vec<(&'n str, &'n Node, &'n Node)>,
+}
+
+impl<'n> Fields<'n> {
+    fn get(&self, key: &str) -> Option<&'n Node> {
+        self.fields
+            .iter()
+            .find(|(k, _, _)| *k == key)
+            .map(|(_, _, v)| *v)
+    }
+
+    fn key_pos(&self, key: &str) -> Option<Pos> {
+        self.fields
+            .iter()
+            .find(|(k, _, _)| *k == key)
+            .map(|(_, k, _)| k.pos)
+    }
+
+    fn require(&self, cx: &mut Cx, key: &str, what: &str) -> Option<&'n Node> {
+        let v = self.get(key);
+        if v.is_none() {
+            cx.err_label(
+                self.node.pos,
+                "missing field",
+                format!("{what} needs '{key}'"),
+            );
+        }
+        v
+    }
+
+    /// Exactly one of `keys` (or at most one when `optional`).
+    fn one_of(
+        &self,
+        cx: &mut Cx,
+        keys: &[&str],
+        what: &str,
+        optional: bool,
+    ) -> Option<(&'n str, &'n Node)> {
+        let present: Vec<_> = self
+            .fields
+            .iter()
+            .filter(|(k, _, _)| keys.contains(k))
+            .collect();
+        match present.as_slice() {
+            [] if optional => None,
+            [] => {
+                cx.err_label(
+                    self.node.pos,
+                    "missing field",
+                    format!("{what} needs one of: {}", keys.join(", ")),
+                );
+                None
+            }
+            [(k, _, v)] => Some((k, v)),
+            [_, (k2, kn, _), ..] => {
+                let given: Vec<&str> = present.iter().map(|(k, _, _)| *k).collect();
+                cx.err(
+                    kn.pos,
+                    format!(
+                        "{what} takes only one of {} (got {}); remove '{k2}'",
+                        keys.join(", "),
+                        given.join(" and ")
+                    ),
+                );
+                None
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Suite config.
+
+impl Default for SuiteConfig {
+    fn default() -> Self {
+        SuiteConfig {
+            file: None,
+            target: None,
+            http_base: None,
+            schemas_dir: None,
+            discriminator: "/type".to_string(),
+            ignore: Vec::new(),
+            timeouts: Timeouts::default(),
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            auth: AuthConfig::default(),
+            vars: BTreeMap::new(),
+        }
+    }
+}
+
+const CONFIG_FIELDS: &[&str] = &[
+    "target",
+    "http_base",
+    "schemas",
+    "rules",
+    "discriminator",
+    "ignore",
+    "timeouts",
+    "max_frame_bytes",
+    "auth",
+    "vars",
+];
+
+/// Returns the config and the rules file it names (if any; checked to exist).
+fn convert_config(
+    cx: &mut Cx,
+    root: &Node,
+    dir: &Path,
+    opts: &LoadOptions,
+) -> (SuiteConfig, Option<PathBuf>) {
+    let mut config = SuiteConfig {
+        file: Some(cx.file.to_path_buf()),
+        ..SuiteConfig::default()
+    };
+    let mut rules = None;
+    if root.is_null() {
+        return (config, rules);
+    }
+    let Some(f) = cx.map(root, "the suite config", CONFIG_FIELDS) else {
+        return (config, rules);
+    };
+    // Vars first: the other fields may use them.
+    if let Some(v) = f.get("vars") {
+        config.vars = convert_vars(cx, v);
+    }
+    if let Some(v) = f.get("target") {
+        config.target = cx.string_template(v, "target");
+    }
+    if let Some(v) = f.get("http_base") {
+        config.http_base = cx.string_template(v, "http_base");
+    }
+    if let Some(v) = f.get("schemas") {
+        if let Some(s) = cx.plain(v, "schemas") {
+            let p = dir.join(s);
+            if p.is_dir() {
+                config.schemas_dir = Some(p);
+            } else {
+                cx.err(
+                    v.pos,
+                    format!("schemas folder {} does not exist", p.display()),
+                );
+            }
+        }
+    }
+    if let Some(v) = f.get("rules") {
+        if let Some(s) = cx.plain(v, "rules") {
+            let p = dir.join(s);
+            if p.is_file() {
+                rules = Some(p);
+            } else {
+                cx.err(v.pos, format!("rules file {} does not exist", p.display()));
+            }
+        }
+    }
+    if let Some(v) = f.get("discriminator") {
+        if let Some(s) = cx.name_like(v, "discriminator") {
+            config.discriminator = if s.starts_with('/') {
+                s
+            } else {
+                format!("/{s}")
+            };
+        }
+    }
+    if let Some(v) = f.get("ignore") {
+        config.ignore = cx.str_list(v, "ignore").unwrap_or_default();
+    }
+    if let Some(v) = f.get("timeouts") {
+        if let Some(t) = cx.map(v, "timeouts", &["connect", "expect", "http"]) {
+            for (key, slot) in [
+                ("connect", &mut config.timeouts.connect),
+                ("expect", &mut config.timeouts.expect),
+                ("http", &mut config.timeouts.http),
+            ] {
+                if let Some(n) = t.get(key) {
+                    if let Some(d) = cx.duration(n, &format!("timeouts.{key}")) {
+                        *slot = d;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(v) = f.get("max_frame_bytes") {
+        let parsed = match &v.kind {
+            Kind::Int(i) if *i > 0 => Ok(*i as usize),
+            Kind::Str(s) => parse_size(s),
+            _ => Err(format!(
+                "expected a size like 16MiB or 65536, got {}",
+                describe(v)
+            )),
+        };
+        match parsed {
+            Ok(0) => cx.err(v.pos, "max_frame_bytes must be more than 0"),
+            Ok(n) => config.max_frame_bytes = n,
+            Err(e) => cx.err(v.pos, format!("max_frame_bytes: {e}")),
+        }
+    }
+    if let Some(v) = f.get("auth") {
+        if let Some(a) = cx.map(v, "auth", &["jwt_secret", "token"]) {
+            if let Some(n) = a.get("jwt_secret") {
+                config.auth.jwt_secret = cx.string_template(n, "auth.jwt_secret");
+            }
+            if let Some(n) = a.get("token") {
+                config.auth.token = cx.string_template(n, "auth.token");
+            }
+        }
+    }
+    // The config is read before any target is known; env vars there may be unset (that
+    // simply leaves the feature unconfigured), so only names are checked.
+    let mut known = Known::default();
+    known.names.extend(config.vars.keys().cloned());
+    known.names.extend(opts.vars.keys().cloned());
+    cx.check_vars(&known);
+    (config, rules)
+}
+
+fn convert_vars(cx: &mut Cx, node: &Node) -> BTreeMap<String, Template> {
+    let mut out = BTreeMap::new();
+    let Some(f) = cx.map(node, "vars", &[]) else {
+        return out;
+    };
+    for (name, k, v) in f.fields {
+        if !valid_var_name(name) {
+            cx.err(
+                k.pos,
+                format!("variable name '{name}' must use letters, digits, '_', '-' or '.'"),
+            );
+            continue;
+        }
+        if BUILTIN_VARS.contains(&name) {
+            cx.err(
+                k.pos,
+                format!("'{name}' is a builtin variable and cannot be redefined"),
+            );
+            continue;
+        }
+        if let Some(t) = cx.template(v) {
+            out.insert(name.to_string(), t);
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios.
+
+const SCENARIO_FIELDS: &[&str] = &[
+    "name",
+    "description",
+    "tags",
+    "level",
+    "requires",
+    "vars",
+    "steps",
+];
+
+fn convert_scenario(
+    cx: &mut Cx,
+    root: &Node,
+    config: &SuiteConfig,
+    opts: &LoadOptions,
+) -> Option<Scenario> {
+    let f = cx.map(root, "a scenario", SCENARIO_FIELDS)?;
+    let name_node = f.require(cx, "name", "a scenario");
+    let name = name_node.and_then(|n| {
+        let s = cx.plain(n, "name")?;
+        if !valid_scenario_name(&s) {
+            cx.err(
+                n.pos,
+                format!("scenario name {s:?} must match [a-z0-9._-]+"),
+            );
+            return None;
+        }
+        Some(s)
+    });
+    let loc = cx.loc(f.key_pos("name").unwrap_or(root.pos));
+    let description = f
+        .get("description")
+        .and_then(|n| cx.string(n, "description"));
+    let tags = f
+        .get("tags")
+        .and_then(|n| cx.str_list(n, "tags"))
+        .unwrap_or_default();
+    let level = match f.get("level") {
+        None => Level::Must,
+        Some(n) => match n.as_str() {
+            Some("must") => Level::Must,
+            Some("should") => Level::Should,
+            Some("may") => Level::May,
+            _ => {
+                cx.err(
+                    n.pos,
+                    format!(
+                        "level must be one of must, should, may; got {}",
+                        describe(n)
+                    ),
+                );
+                Level::Must
+            }
+        },
+    };
+    let requires = f
+        .get("requires")
+        .and_then(|n| cx.str_list(n, "requires"))
+        .unwrap_or_default();
+    let vars = f
+        .get("vars")
+        .map(|n| convert_vars(cx, n))
+        .unwrap_or_default();
+
+    let mut known = Known {
+        check_env: true,
+        requires: requires.iter().cloned().collect(),
+        ..Known::default()
+    };
+    known.names.extend(config.vars.keys().cloned());
+    known.names.extend(opts.vars.keys().cloned());
+    known.names.extend(vars.keys().cloned());
+    cx.check_vars(&known);
+    check_var_cycles(cx, f.get("vars"), &vars, &config.vars);
+
+    let mut steps = Vec::new();
+    if let Some(list) = f.require(cx, "steps", "a scenario") {
+        match &list.kind {
+            Kind::Seq(items) if items.is_empty() => cx.err(list.pos, "steps must not be empty"),
+            Kind::Seq(items) => {
+                for item in items {
+                    let step = convert_step(cx, item);
+                    cx.check_vars(&known);
+                    if let Some(step) = step {
+                        // Captures become known to the steps after this one.
+                        if let Some(c) = step_captures(&step.kind) {
+                            known.names.extend(c.keys().cloned());
+                        }
+                        steps.push(step);
+                    }
+                }
+            }
+            _ => cx.err(
+                list.pos,
+                format!("steps must be a list, got {}", list.type_name()),
+            ),
+        }
+    }
+    Some(Scenario {
+        name: name?,
+        description,
+        tags,
+        level,
+        requires,
+        vars,
+        steps,
+        loc,
+    })
+}
+
+/// Reports a variable that refers to itself through other vars (it could never render).
+fn check_var_cycles(
+    cx: &mut Cx,
+    node: Option<&Node>,
+    vars: &BTreeMap<String, Template>,
+    suite: &BTreeMap<String, Template>,
+) {
+    let lookup = |n: &str| vars.get(n).or_else(|| suite.get(n));
+    for (name, t) in vars {
+        let mut stack: Vec<String> = t.placeholders();
+        let mut seen = BTreeSet::new();
+        while let Some(n) = stack.pop() {
+            if n == *name {
+                let pos = node
+                    .and_then(|v| match &v.kind {
+                        Kind::Map(e) => e
+                            .iter()
+                            .find(|(k, _)| k.as_str() == Some(name))
+                            .map(|(k, _)| k.pos),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                cx.err(
+                    pos,
+                    format!("variable '{name}' refers to itself (through ${{...}} in vars)"),
+                );
+                break;
+            }
+            if seen.insert(n.clone()) {
+                if let Some(t) = lookup(&n) {
+                    stack.extend(t.placeholders());
+                }
+            }
+        }
+    }
+}
+
+fn step_captures(kind: &StepKind) -> Option<&Captures> {
+    match kind {
+        StepKind::Http(s) => Some(&s.capture),
+        StepKind::Expect(s) => Some(&s.capture),
+        StepKind::Collect(s) => Some(&s.capture),
+        _ => None,
+    }
+}
+
+fn convert_step(cx: &mut Cx, node: &Node) -> Option<Step> {
+    let Kind::Map(entries) = &node.kind else {
+        let hint = match node.as_str() {
+            Some(s) if STEP_KINDS.contains(&s) => format!(" (write `- {s}: {{...}}`)"),
+            _ => String::new(),
+        };
+        cx.err(
+            node.pos,
+            format!(
+                "a step must be a map with one key, the step kind, got {}{hint}",
+                node.type_name()
+            ),
+        );
+        return None;
+    };
+    let kinds: Vec<&(Node, Node)> = entries
+        .iter()
+        .filter(|(k, _)| k.as_str().is_some_and(|s| STEP_KINDS.contains(&s)))
+        .collect();
+    if entries.len() != 1 {
+        let keys: Vec<String> = entries
+            .iter()
+            .filter_map(|(k, _)| k.scalar_text())
+            .collect();
+        let msg = if kinds.len() == 1 {
+            let kind = kinds[0].0.as_str().unwrap_or_default();
+            let extra: Vec<&str> = keys
+                .iter()
+                .map(String::as_str)
+                .filter(|k| *k != kind)
+                .collect();
+            format!(
+                "a step is a map with exactly one key, the step kind; move {} inside the '{kind}' step (`- {kind}: {{ {}: ..., ... }}`)",
+                extra.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", "),
+                extra.first().unwrap_or(&"name"),
+            )
+        } else {
+            format!(
+                "a step is a map with exactly one key, the step kind; got {} keys: {}",
+                keys.len(),
+                keys.join(", ")
+            )
+        };
+        let pos = entries.get(1).map(|(k, _)| k.pos).unwrap_or(node.pos);
+        cx.err(pos, msg);
+        return None;
+    }
+    let (key, body) = &entries[0];
+    let Some(kind) = key.as_str() else {
+        cx.err(
+            key.pos,
+            format!("a step kind must be a string, got {}", key.type_name()),
+        );
+        return None;
+    };
+    let pos = key.pos;
+    let mut name = None;
+    let step = match kind {
+        "http" => convert_http(cx, body, &mut name).map(StepKind::Http),
+        "connect" => convert_connect(cx, body, &mut name).map(StepKind::Connect),
+        "send" => convert_send(cx, body, &mut name).map(StepKind::Send),
+        "expect" => convert_expect(cx, body, &mut name).map(StepKind::Expect),
+        "expect_pong" => convert_expect_pong(cx, body, &mut name).map(StepKind::ExpectPong),
+        "collect" => convert_collect(cx, body, &mut name).map(StepKind::Collect),
+        "expect_none" => convert_expect_none(cx, body, &mut name).map(StepKind::ExpectNone),
+        "expect_close" => convert_expect_close(cx, body, &mut name).map(StepKind::ExpectClose),
+        "close" => convert_close(cx, body, &mut name).map(StepKind::Close),
+        "sleep" => convert_sleep(cx, body, &mut name).map(StepKind::Sleep),
+        "timing" => convert_timing(cx, body, &mut name).map(StepKind::Timing),
+        other => {
+            let hint = super::suggest(other, STEP_KINDS.iter().copied())
+                .map(|s| format!("; did you mean '{s}'?"))
+                .unwrap_or_default();
+            cx.err_label(
+                pos,
+                "unknown step",
+                format!(
+                    "unknown step kind '{other}'{hint} (step kinds: {})",
+                    STEP_KINDS.join(", ")
+                ),
+            );
+            None
+        }
+    }?;
+    Some(Step {
+        loc: cx.loc(pos),
+        name,
+        kind: step,
+    })
+}
+
+/// Reads the common `name` and `conn` fields of a step body.
+fn common(cx: &mut Cx, f: &Fields<'_>, name: &mut Option<String>) -> Option<String> {
+    if let Some(n) = f.get("name") {
+        *name = cx.plain(n, "step name");
+    }
+    match f.get("conn") {
+        Some(n) => cx.name_like(n, "conn"),
+        None => Some("main".to_string()),
+    }
+}
+
+fn timeout(cx: &mut Cx, f: &Fields<'_>) -> Option<Duration> {
+    f.get("timeout").and_then(|n| cx.duration(n, "timeout"))
+}
+
+fn url(cx: &mut Cx, f: &Fields<'_>, what: &str, required: bool) -> Option<Url> {
+    match f.one_of(cx, &["path", "url"], what, !required) {
+        Some(("path", n)) => cx.string_template(n, "path").map(Url::Path),
+        Some((_, n)) => cx.string_template(n, "url").map(Url::Absolute),
+        None if required => None,
+        // The target (or base URL) itself.
+        None => Some(Url::Path(Template::literal(Value::String(String::new())))),
+    }
+}
+
+/// Reports a problem found after a body's fields were read, and fails the step.
+fn failed<T>(cx: &mut Cx, before: usize, value: T) -> Option<T> {
+    (cx.problems.len() == before).then_some(value)
+}
+
+const HTTP_FIELDS: &[&str] = &[
+    "name", "method", "path", "url", "headers", "query", "json", "body", "status", "match",
+    "capture", "timeout",
+];
+
+fn convert_http(cx: &mut Cx, node: &Node, name: &mut Option<String>) -> Option<HttpStep> {
+    let before = cx.problems.len();
+    let f = cx.map(node, "an http step", HTTP_FIELDS)?;
+    if let Some(n) = f.get("name") {
+        *name = cx.plain(n, "step name");
+    }
+    let method = match f.get("method") {
+        None => "GET".to_string(),
+        Some(n) => {
+            let m = cx.name_like(n, "method").unwrap_or_default();
+            if !m.is_empty() && !m.chars().all(|c| c.is_ascii_alphabetic()) {
+                cx.err(n.pos, format!("method {m:?} is not an HTTP method"));
+            }
+            m.to_ascii_uppercase()
+        }
+    };
+    let url = url(cx, &f, "an http step", true);
+    let headers = f
+        .get("headers")
+        .and_then(|n| cx.template_map(n, "headers"))
+        .unwrap_or_default();
+    let query = f
+        .get("query")
+        .and_then(|n| cx.template_map(n, "query"))
+        .unwrap_or_default();
+    let body = match f.one_of(cx, &["json", "body"], "an http step", true) {
+        Some(("json", n)) => cx.template(n).map(HttpBody::Json),
+        Some((_, n)) => cx.string_template(n, "body").map(HttpBody::Text),
+        None => None,
+    };
+    let status = match f.get("status") {
+        None => Vec::new(),
+        Some(n) => match &n.kind {
+            Kind::Seq(items) if !items.is_empty() => items
+                .iter()
+                .filter_map(|i| cx.status(i, "status"))
+                .collect(),
+            Kind::Seq(_) => {
+                cx.err(n.pos, "status must not be an empty list");
+                Vec::new()
+            }
+            _ => cx.status(n, "status").into_iter().collect(),
+        },
+    };
+    let matcher = f.get("match").and_then(|n| cx.match_spec(n));
+    let capture = f.get("capture").map(|n| cx.captures(n)).unwrap_or_default();
+    let timeout = timeout(cx, &f);
+    let step = HttpStep {
+        method,
+        url: url?,
+        headers,
+        query,
+        body,
+        status,
+        matcher,
+        capture,
+        timeout,
+    };
+    failed(cx, before, step)
+}
+
+const CONNECT_FIELDS: &[&str] = &[
+    "name",
+    "conn",
+    "path",
+    "url",
+    "query",
+    "headers",
+    "subprotocols",
+    "expect_subprotocol",
+    "expect_refusal",
+    "timeout",
+];
+
+fn convert_connect(cx: &mut Cx, node: &Node, name: &mut Option<String>) -> Option<ConnectStep> {
+    let before = cx.problems.len();
+    let f = cx.map(node, "a connect step", CONNECT_FIELDS)?;
+    let conn = common(cx, &f, name);
+    let url = url(cx, &f, "a connect step", false);
+    let query = f
+        .get("query")
+        .and_then(|n| cx.template_map(n, "query"))
+        .unwrap_or_default();
+    let headers = f
+        .get("headers")
+        .and_then(|n| cx.template_map(n, "headers"))
+        .unwrap_or_default();
+    let subprotocols = f
+        .get("subprotocols")
+        .and_then(|n| cx.str_list(n, "subprotocols"))
+        .unwrap_or_default();
+    let expect_subprotocol = f.get("expect_subprotocol").map(|n| {
+        if n.is_null() {
+            None
+        } else {
+            cx.name_like(n, "expect_subprotocol")
+        }
+    });
+    let expect_refusal = f.get("expect_refusal").and_then(|n| {
+        let r = cx.map(n, "expect_refusal", &["status", "body"])?;
+        let status = r
+            .require(cx, "status", "expect_refusal")
+            .and_then(|s| cx.status(s, "expect_refusal.status"));
+        let body = r.get("body").and_then(|b| cx.match_spec(b));
+        Some(Refusal {
+            status: status?,
+            body,
+        })
+    });
+    let timeout = timeout(cx, &f);
+    let step = ConnectStep {
+        conn: conn?,
+        url: url?,
+        query,
+        headers,
+        subprotocols,
+        expect_subprotocol,
+        expect_refusal,
+        timeout,
+    };
+    failed(cx, before, step)
+}
+
+fn convert_send(cx: &mut Cx, node: &Node, name: &mut Option<String>) -> Option<SendStep> {
+    let before = cx.problems.len();
+    let f = cx.map(
+        node,
+        "a send step",
+        &["name", "conn", "json", "text", "binary", "ping"],
+    )?;
+    let conn = common(cx, &f, name);
+    let payload = match f.one_of(
+        cx,
+        &["json", "text", "binary", "ping"],
+        "a send step",
+        false,
+    )? {
+        ("json", n) => cx.template(n).map(SendPayload::Json),
+        ("text", n) => cx.string_template(n, "text").map(SendPayload::Text),
+        ("binary", n) => cx.plain(n, "binary").and_then(|s| {
+            match base64::engine::general_purpose::STANDARD.decode(s.trim()) {
+                Ok(bytes) => Some(SendPayload::Binary(bytes)),
+                Err(e) => {
+                    cx.err(n.pos, format!("binary must be base64: {e}"));
+                    None
+                }
+            }
+        }),
+        (_, n) => ping_payload(cx, n, "ping").map(SendPayload::Ping),
+    };
+    let step = SendStep {
+        conn: conn?,
+        payload: payload?,
+    };
+    failed(cx, before, step)
+}
+
+fn ping_payload(cx: &mut Cx, n: &Node, what: &str) -> Option<Vec<u8>> {
+    let bytes = match n.kind {
+        Kind::Null => Vec::new(),
+        _ => cx.plain(n, what)?.into_bytes(),
+    };
+    // RFC 6455 §5.5: control frame payloads are at most 125 bytes.
+    if bytes.len() > 125 {
+        cx.err(
+            n.pos,
+            format!(
+                "{what} payload is {} bytes; control frames carry at most 125",
+                bytes.len()
+            ),
+        );
+        return None;
+    }
+    Some(bytes)
+}
+
+fn convert_expect(cx: &mut Cx, node: &Node, name: &mut Option<String>) -> Option<ExpectStep> {
+    let before = cx.problems.len();
+    let f = cx.map(
+        node,
+        "an expect step",
+        &["name", "conn", "match", "skip", "timeout", "capture"],
+    )?;
+    let conn = common(cx, &f, name);
+    let matcher = f
+        .require(cx, "match", "an expect step")
+        .and_then(|n| cx.match_spec(n));
+    let skip = f
+        .get("skip")
+        .map(|n| cx.bool(n, "skip").unwrap_or(true))
+        .unwrap_or(true);
+    let timeout = timeout(cx, &f);
+    let capture = f.get("capture").map(|n| cx.captures(n)).unwrap_or_default();
+    let step = ExpectStep {
+        conn: conn?,
+        matcher: matcher?,
+        skip,
+        timeout,
+        capture,
+    };
+    failed(cx, before, step)
+}
+
+fn convert_expect_pong(
+    cx: &mut Cx,
+    node: &Node,
+    name: &mut Option<String>,
+) -> Option<ExpectPongStep> {
+    let before = cx.problems.len();
+    if node.is_null() {
+        return Some(ExpectPongStep {
+            conn: "main".into(),
+            payload: None,
+            timeout: None,
+        });
+    }
+    let f = cx.map(
+        node,
+        "an expect_pong step",
+        &["name", "conn", "payload", "timeout"],
+    )?;
+    let conn = common(cx, &f, name);
+    let payload = f
+        .get("payload")
+        .and_then(|n| ping_payload(cx, n, "payload"));
+    let timeout = timeout(cx, &f);
+    failed(
+        cx,
+        before,
+        ExpectPongStep {
+            conn: conn?,
+            payload,
+            timeout,
+        },
+    )
+}
+
+const ASSERT_FIELDS: &[&str] = &[
+    "count",
+    "present",
+    "absent",
+    "order",
+    "all_before",
+    "concat",
+    "each",
+];
+
+fn convert_collect(cx: &mut Cx, node: &Node, name: &mut Option<String>) -> Option<CollectStep> {
+    let before = cx.problems.len();
+    let f = cx.map(
+        node,
+        "a collect step",
+        &["name", "conn", "until", "timeout", "capture", "assert"],
+    )?;
+    let conn = common(cx, &f, name);
+    let until = f
+        .require(cx, "until", "a collect step")
+        .and_then(|n| cx.match_spec(n));
+    let timeout = timeout(cx, &f);
+    let capture = f.get("capture").map(|n| cx.captures(n)).unwrap_or_default();
+    let mut assert = CollectAssert::default();
+    if let Some(a) = f
+        .get("assert")
+        .and_then(|n| cx.map(n, "assert", ASSERT_FIELDS))
+    {
+        if let Some(c) = a.get("count").and_then(|n| cx.map(n, "assert.count", &[])) {
+            for (ty, _, v) in c.fields {
+                if let Some(m) = cx.match_spec(v) {
+                    assert.count.insert(ty.to_string(), m);
+                }
+            }
+        }
+        for (key, slot) in [
+            ("present", &mut assert.present),
+            ("absent", &mut assert.absent),
+            ("order", &mut assert.order),
+        ] {
+            if let Some(n) = a.get(key) {
+                *slot = cx.str_list(n, &format!("assert.{key}")).unwrap_or_default();
+            }
+        }
+        if let Some(b) = a
+            .get("all_before")
+            .and_then(|n| cx.map(n, "assert.all_before", &[]))
+        {
+            for (ty, _, v) in b.fields {
+                if let Some(other) = cx.name_like(v, &format!("assert.all_before.{ty}")) {
+                    assert.all_before.insert(ty.to_string(), other);
+                }
+            }
+        }
+        if let Some(n) = a.get("concat") {
+            assert.concat = convert_concat(cx, n);
+        }
+        if let Some(n) = a.get("each") {
+            let items: Vec<&Node> = match &n.kind {
+                Kind::Seq(items) => items.iter().collect(),
+                _ => vec![n],
+            };
+            for item in items {
+                let Some(e) = cx.map(item, "assert.each", &["type", "match"]) else {
+                    continue;
+                };
+                let ty = e
+                    .require(cx, "type", "assert.each")
+                    .and_then(|t| cx.name_like(t, "assert.each.type"));
+                let m = e
+                    .require(cx, "match", "assert.each")
+                    .and_then(|m| cx.match_spec(m));
+                if let (Some(event_type), Some(matcher)) = (ty, m) {
+                    assert.each.push(EachAssert {
+                        event_type,
+                        matcher,
+                    });
+                }
+            }
+        }
+    }
+    let step = CollectStep {
+        conn: conn?,
+        until: until?,
+        timeout,
+        capture,
+        assert,
+    };
+    failed(cx, before, step)
+}
+
+fn pointer(cx: &mut Cx, n: &Node, what: &str) -> Option<String> {
+    let s = cx.plain(n, what)?;
+    if !s.is_empty() && !s.starts_with('/') {
+        cx.err(
+            n.pos,
+            format!("{what} must be a JSON pointer like /content; did you mean '/{s}'?"),
+        );
+        return None;
+    }
+    Some(s)
+}
+
+fn convert_concat(cx: &mut Cx, n: &Node) -> Option<ConcatAssert> {
+    let c = cx.map(n, "assert.concat", &["items", "field", "equals"])?;
+    let items = c
+        .require(cx, "items", "assert.concat")
+        .and_then(|v| cx.name_like(v, "concat.items"));
+    let field = c
+        .require(cx, "field", "assert.concat")
+        .and_then(|v| pointer(cx, v, "concat.field"));
+    let (ev, ef) = match c
+        .require(cx, "equals", "assert.concat")
+        .and_then(|v| cx.map(v, "concat.equals", &["event", "field"]))
+    {
+        Some(eq) => (
+            eq.require(cx, "event", "concat.equals")
+                .and_then(|v| cx.name_like(v, "concat.equals.event")),
+            eq.require(cx, "field", "concat.equals")
+                .and_then(|v| pointer(cx, v, "concat.equals.field")),
+        ),
+        None => (None, None),
+    };
+    Some(ConcatAssert {
+        items: items?,
+        field: field?,
+        equals_event: ev?,
+        equals_field: ef?,
+    })
+}
+
+fn convert_expect_none(
+    cx: &mut Cx,
+    node: &Node,
+    name: &mut Option<String>,
+) -> Option<ExpectNoneStep> {
+    let before = cx.problems.len();
+    let f = cx.map(
+        node,
+        "an expect_none step",
+        &["name", "conn", "match", "within"],
+    )?;
+    let conn = common(cx, &f, name);
+    let matcher = f
+        .require(cx, "match", "an expect_none step")
+        .and_then(|n| cx.match_spec(n));
+    let within = f
+        .require(cx, "within", "an expect_none step")
+        .and_then(|n| cx.duration(n, "within"));
+    let step = ExpectNoneStep {
+        conn: conn?,
+        matcher: matcher?,
+        within: within?,
+    };
+    failed(cx, before, step)
+}
+
+fn convert_expect_close(
+    cx: &mut Cx,
+    node: &Node,
+    name: &mut Option<String>,
+) -> Option<ExpectCloseStep> {
+    let before = cx.problems.len();
+    if node.is_null() {
+        return Some(ExpectCloseStep {
+            conn: "main".into(),
+            code: CloseCodeExpect::Any,
+            reason: None,
+            strict: false,
+            timeout: None,
+        });
+    }
+    let f = cx.map(
+        node,
+        "an expect_close step",
+        &["name", "conn", "code", "reason", "strict", "timeout"],
+    )?;
+    let conn = common(cx, &f, name);
+    let code = match f.get("code") {
+        None => Some(CloseCodeExpect::Any),
+        Some(n) if n.as_str() == Some("none") => Some(CloseCodeExpect::NoFrame),
+        Some(n) if n.as_str().is_some() => {
+            cx.err(
+                n.pos,
+                format!(
+                    "code must be a close code (e.g. 1000) or `none`, got {}",
+                    describe(n)
+                ),
+            );
+            None
+        }
+        Some(n) => cx.u16(n, "code").map(CloseCodeExpect::Code),
+    };
+    let reason = f.get("reason").and_then(|n| cx.match_spec(n));
+    let strict = f
+        .get("strict")
+        .map(|n| cx.bool(n, "strict").unwrap_or(false))
+        .unwrap_or(false);
+    let timeout = timeout(cx, &f);
+    let step = ExpectCloseStep {
+        conn: conn?,
+        code: code?,
+        reason,
+        strict,
+        timeout,
+    };
+    failed(cx, before, step)
+}
+
+fn convert_close(cx: &mut Cx, node: &Node, name: &mut Option<String>) -> Option<CloseStep> {
+    let before = cx.problems.len();
+    if node.is_null() {
+        return Some(CloseStep {
+            conn: "main".into(),
+            code: 1000,
+            reason: String::new(),
+        });
+    }
+    let f = cx.map(node, "a close step", &["name", "conn", "code", "reason"])?;
+    let conn = common(cx, &f, name);
+    let code = f
+        .get("code")
+        .map(|n| cx.u16(n, "code"))
+        .unwrap_or(Some(1000));
+    let reason = f
+        .get("reason")
+        .map(|n| cx.plain(n, "reason"))
+        .unwrap_or(Some(String::new()));
+    if let (Some(r), Some(n)) = (&reason, f.get("reason")) {
+        // RFC 6455 §5.5: the close payload (2-byte code + reason) fits in 125 bytes.
+        if r.len() > 123 {
+            cx.err(
+                n.pos,
+                format!(
+                    "close reason is {} bytes; at most 123 fit in a close frame",
+                    r.len()
+                ),
+            );
+        }
+    }
+    let step = CloseStep {
+        conn: conn?,
+        code: code?,
+        reason: reason?,
+    };
+    failed(cx, before, step)
+}
+
+fn convert_sleep(cx: &mut Cx, node: &Node, name: &mut Option<String>) -> Option<Duration> {
+    match &node.kind {
+        Kind::Map(_) => {
+            let f = cx.map(node, "a sleep step", &["name", "duration"])?;
+            if let Some(n) = f.get("name") {
+                *name = cx.plain(n, "step name");
+            }
+            let d = f.require(cx, "duration", "a sleep step")?;
+            cx.duration(d, "sleep")
+        }
+        _ => cx.duration(node, "sleep"),
+    }
+}
+
+const TIMING_METRICS: &[(&str, TimingMetric)] = &[
+    ("connect", TimingMetric::Connect),
+    ("first_event", TimingMetric::FirstEvent),
+    ("first_token", TimingMetric::FirstToken),
+    ("max_token_gap", TimingMetric::MaxTokenGap),
+    ("turn", TimingMetric::Turn),
+    ("cancel_ack", TimingMetric::CancelAck),
+];
+
+fn convert_timing(cx: &mut Cx, node: &Node, name: &mut Option<String>) -> Option<TimingStep> {
+    let before = cx.problems.len();
+    let mut allowed = vec!["name", "conn"];
+    allowed.extend(TIMING_METRICS.iter().map(|(k, _)| *k));
+    let f = cx.map(node, "a timing step", &allowed)?;
+    let conn = common(cx, &f, name);
+    let mut bounds = BTreeMap::new();
+    for (key, metric) in TIMING_METRICS {
+        let Some(n) = f.get(key) else { continue };
+        let mut b = DurationBound {
+            min: None,
+            max: None,
+        };
+        match &n.kind {
+            // A bare duration is an upper bound.
+            Kind::Str(_) => b.max = cx.duration(n, key),
+            _ => {
+                let Some(ops) =
+                    cx.map(n, &format!("timing.{key}"), &["$lte", "$lt", "$gte", "$gt"])
+                else {
+                    continue;
+                };
+                for (op, _, v) in &ops.fields {
+                    let d = cx.duration(v, &format!("timing.{key}.{op}"));
+                    match *op {
+                        "$lte" | "$lt" => b.max = d,
+                        _ => b.min = d,
+                    }
+                }
+            }
+        }
+        if b.min.is_none() && b.max.is_none() {
+            continue;
+        }
+        bounds.insert(*metric, b);
+    }
+    if bounds.is_empty() && cx.problems.len() == before {
+        cx.err(
+            node.pos,
+            format!(
+                "a timing step needs at least one of: {}",
+                TIMING_METRICS
+                    .iter()
+                    .map(|(k, _)| *k)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+    }
+    failed(
+        cx,
+        before,
+        TimingStep {
+            conn: conn?,
+            bounds,
+        },
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entry points.
+
+/// Loads one scenario from text (`file` names it in messages).
+pub fn load_scenario_str(
+    file: &Path,
+    yaml: &str,
+    config: &SuiteConfig,
+    opts: &LoadOptions,
+) -> Result<Scenario, LoadError> {
+    let mut cx = Cx::new(file, yaml);
+    let scenario = match yaml::parse(yaml) {
+        Ok(root) => convert_scenario(&mut cx, &root, config, opts),
+        Err(e) => {
+            cx.yaml_error(&e);
+            None
+        }
+    };
+    match scenario {
+        Some(s) if cx.problems.is_empty() => Ok(s),
+        _ => {
+            if cx.problems.is_empty() {
+                cx.problems
+                    .push(Problem::whole_file(file, "the file holds no scenario"));
+            }
+            Err(LoadError {
+                problems: cx.problems,
+            })
+        }
+    }
+}
+
+/// Loads a suite config from text; `dir` resolves its relative paths.
+pub fn load_config_str(
+    file: &Path,
+    yaml: &str,
+    opts: &LoadOptions,
+) -> Result<(SuiteConfig, Option<PathBuf>), LoadError> {
+    let mut cx = Cx::new(file, yaml);
+    let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let out = match yaml::parse(yaml) {
+        Ok(root) => Some(convert_config(&mut cx, &root, &dir, opts)),
+        Err(e) => {
+            cx.yaml_error(&e);
+            None
+        }
+    };
+    match out {
+        Some(o) if cx.problems.is_empty() => Ok(o),
+        _ => Err(LoadError {
+            problems: cx.problems,
+        }),
+    }
+}
+
+fn read(path: &Path, problems: &mut Vec<Problem>) -> Option<String> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            problems.push(Problem::whole_file(path, format!("cannot read: {e}")));
+            None
+        }
+    }
+}
+
+fn is_yaml(p: &Path) -> bool {
+    matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+}
+
+/// Scenario files below `dir`, sorted; skips the suite config, the rules file and any
+/// folder named `fixtures` (test inputs, often invalid on purpose).
+fn scan_dir(dir: &Path, rules: Option<&Path>, out: &mut Vec<PathBuf>, problems: &mut Vec<Problem>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            problems.push(Problem::whole_file(dir, format!("cannot read folder: {e}")));
+            return;
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for p in paths {
+        if p.is_dir() {
+            if p.file_name().is_some_and(|n| n == "fixtures") {
+                continue;
+            }
+            scan_dir(&p, rules, out, problems);
+        } else if is_yaml(&p)
+            && p.file_name().is_none_or(|n| n != SUITE_FILE)
+            && rules.is_none_or(|r| !same_file(r, &p))
+        {
+            out.push(p);
+        }
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// Default schemas: `schemas/index.json` beside the suite folder or one level up (the
+/// repository layout); None means "the schemas compiled into the binary".
+fn default_schemas(dir: &Path) -> Option<PathBuf> {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    [
+        dir.join("schemas"),
+        dir.parent().map(|p| p.join("schemas")).unwrap_or_default(),
+    ]
+    .into_iter()
+    .find(|p| p.join("index.json").is_file())
+}
+
+/// Loads the suite: PATH arguments (folders or files) → config, rules file and scenarios.
+pub fn load_suite(paths: &[PathBuf], opts: &LoadOptions) -> Result<Suite, LoadError> {
+    let mut problems = Vec::new();
+    if paths.is_empty() {
+        return Err(LoadError {
+            problems: vec![Problem::whole_file(
+                Path::new("."),
+                "no scenario path given",
+            )],
+        });
+    }
+    let first = &paths[0];
+    let base = if first.is_dir() {
+        first.clone()
+    } else {
+        first.parent().map(Path::to_path_buf).unwrap_or_default()
+    };
+    let base = if base.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base
+    };
+
+    let config_path = base.join(SUITE_FILE);
+    let (mut config, mut rules_file) = (SuiteConfig::default(), None);
+    if config_path.is_file() {
+        if let Some(text) = read(&config_path, &mut problems) {
+            match load_config_str(&config_path, &text, opts) {
+                Ok((c, r)) => (config, rules_file) = (c, r),
+                Err(e) => problems.extend(e.problems),
+            }
+        }
+    }
+    if rules_file.is_none() {
+        let p = base.join(DEFAULT_RULES_FILE);
+        if p.is_file() {
+            rules_file = Some(p);
+        }
+    }
+    if config.schemas_dir.is_none() {
+        config.schemas_dir = default_schemas(&base);
+    }
+
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            scan_dir(p, rules_file.as_deref(), &mut files, &mut problems);
+        } else if p.is_file() {
+            files.push(p.clone());
+        } else {
+            problems.push(Problem::whole_file(p, "no such file or folder"));
+        }
+    }
+    // The same file named twice (a folder and a file in it) runs once.
+    let mut seen = BTreeSet::new();
+    files.retain(|f| seen.insert(f.canonicalize().unwrap_or_else(|_| f.clone())));
+
+    let mut scenarios: Vec<Scenario> = Vec::new();
+    let mut names: BTreeMap<String, Loc> = BTreeMap::new();
+    for file in &files {
+        let Some(text) = read(file, &mut problems) else {
+            continue;
+        };
+        match load_scenario_str(file, &text, &config, opts) {
+            Ok(s) => {
+                if let Some(first) = names.get(&s.name) {
+                    let mut cx = Cx::new(file, &text);
+                    let pos = yaml::parse(&text)
+                        .ok()
+                        .and_then(|root| match &root.kind {
+                            Kind::Map(e) => e
+                                .iter()
+                                .find(|(k, _)| k.as_str() == Some("name"))
+                                .map(|(_, v)| v.pos),
+                            _ => None,
+                        })
+                        .unwrap_or(Pos {
+                            line: s.loc.line,
+                            col: s.loc.col,
+                            offset: 0,
+                            len: 0,
+                        });
+                    cx.err_label(
+                        pos,
+                        "duplicate name",
+                        format!(
+                            "duplicate scenario name '{}' (first defined at {first})",
+                            s.name
+                        ),
+                    );
+                    problems.extend(cx.problems);
+                } else {
+                    names.insert(s.name.clone(), s.loc.clone());
+                    scenarios.push(s);
+                }
+            }
+            Err(e) => problems.extend(e.problems),
+        }
+    }
+    if problems.is_empty() && scenarios.is_empty() {
+        problems.push(Problem::whole_file(
+            first,
+            "no scenario files found (*.yaml, *.yml)",
+        ));
+    }
+    if problems.is_empty() {
+        Ok(Suite {
+            config,
+            rules_file,
+            scenarios,
+        })
+    } else {
+        Err(LoadError { problems })
+    }
+}
+
+#[cfg(test)]
+#[path = "load_tests.rs"]
+mod tests;
