@@ -1,0 +1,339 @@
+//! The rules model: what the loader produces and the checker compiles.
+//!
+//! Every kind is documented in `docs/RULES.md`; the field names here follow the YAML keys.
+
+use serde_json::Value;
+
+use crate::runner::Direction;
+use crate::scenario::Loc;
+
+/// One rule of a rules file.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: String,
+    pub description: Option<String>,
+    pub kind: RuleKind,
+    /// Where the rule starts in its file.
+    pub loc: Loc,
+}
+
+/// Which frames an entry of a rule refers to.
+///
+/// Written as a bare type name (`tool_call`, a received event) or as a map
+/// `{ type, direction, where, present, key }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selector {
+    pub direction: Direction,
+    /// The discriminator value; `None` matches any type (and frames without one).
+    pub event_type: Option<String>,
+    /// JSON pointer → value the frame must hold (JSON equality).
+    pub conditions: Vec<(String, Value)>,
+    /// JSON pointers that must be present.
+    pub present: Vec<String>,
+    /// Overrides the rule's key for frames of this selector (e.g. `/response_id` where the
+    /// opening event carries `/response/id`).
+    pub key: Option<KeySpec>,
+}
+
+impl Selector {
+    pub fn received(event_type: &str) -> Self {
+        Selector {
+            direction: Direction::Received,
+            event_type: Some(event_type.to_owned()),
+            conditions: Vec::new(),
+            present: Vec::new(),
+            key: None,
+        }
+    }
+
+    /// Whether a frame matches; `ty` is the frame's discriminator value.
+    pub fn matches(&self, dir: Direction, ty: Option<&str>, event: &Value) -> bool {
+        if dir != self.direction {
+            return false;
+        }
+        if let Some(want) = &self.event_type {
+            if ty != Some(want.as_str()) {
+                return false;
+            }
+        }
+        self.conditions
+            .iter()
+            .all(|(p, v)| lookup(event, p).is_some_and(|got| json_eq(got, v)))
+            && self.present.iter().all(|p| lookup(event, p).is_some())
+    }
+
+    /// A short human name: `tool_call`, `sent ping`, `error{/code=AUTH_REQUIRED}`.
+    pub fn label(&self) -> String {
+        let mut s = String::new();
+        if self.direction == Direction::Sent {
+            s.push_str("sent ");
+        }
+        s.push_str(self.event_type.as_deref().unwrap_or("*"));
+        if !self.conditions.is_empty() || !self.present.is_empty() {
+            let parts: Vec<String> = self
+                .conditions
+                .iter()
+                .map(|(p, v)| match v {
+                    Value::String(s) => format!("{p}={s}"),
+                    other => format!("{p}={other}"),
+                })
+                .chain(self.present.iter().map(|p| format!("{p} present")))
+                .collect();
+            s.push('{');
+            s.push_str(&parts.join(", "));
+            s.push('}');
+        }
+        s
+    }
+}
+
+/// RFC 6901 lookup like `Value::pointer`, without allocating for segments free of `~` escapes
+/// (this runs for every frame and every rule the frame concerns).
+pub fn lookup<'a>(ev: &'a Value, pointer: &str) -> Option<&'a Value> {
+    if pointer.is_empty() {
+        return Some(ev);
+    }
+    let rest = pointer.strip_prefix('/')?;
+    let mut cur = ev;
+    for seg in rest.split('/') {
+        let unescaped;
+        let seg = if seg.contains('~') {
+            unescaped = seg.replace("~1", "/").replace("~0", "~");
+            unescaped.as_str()
+        } else {
+            seg
+        };
+        cur = match cur {
+            Value::Object(map) => map.get(seg)?,
+            Value::Array(items) => {
+                if seg.len() > 1 && seg.starts_with('0') {
+                    return None;
+                }
+                items.get(seg.parse::<usize>().ok()?)?
+            }
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+/// `1` equals `1.0`, as in the scenario matchers.
+fn json_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// Human label of a list of alternatives: `final_answer|cancelled|error`.
+pub fn labels(sels: &[Selector]) -> String {
+    sels.iter()
+        .map(Selector::label)
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+/// A key: one JSON pointer, or several forming a composite key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySpec {
+    pub pointers: Vec<String>,
+}
+
+impl KeySpec {
+    pub fn single(pointer: &str) -> Self {
+        KeySpec {
+            pointers: vec![pointer.to_owned()],
+        }
+    }
+
+    /// The name used in messages: `turn_id`, `(team_id, expert)`.
+    pub fn label(&self) -> String {
+        let names: Vec<&str> = self
+            .pointers
+            .iter()
+            .map(|p| p.rsplit('/').next().unwrap_or(p))
+            .collect();
+        if names.len() == 1 {
+            names[0].to_owned()
+        } else {
+            format!("({})", names.join(", "))
+        }
+    }
+}
+
+/// How a scoped rule learns that a scope (e.g. a turn) ended.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// JSON pointer of the scope value (e.g. `/turn_id`); `None`: the connection is the scope.
+    pub pointer: Option<String>,
+    /// Events that end a scope. When not written, they are taken from the `terminal` rule whose
+    /// key is the scope pointer.
+    pub end: Vec<Selector>,
+    /// Ending events that excuse entries still open (`unless_terminal`).
+    pub forgive: Vec<Selector>,
+    /// `end` was written in the file (not inherited).
+    pub end_explicit: bool,
+}
+
+/// A field of an event named by type (`{ event: final_answer, field: /content }`).
+#[derive(Debug, Clone)]
+pub struct FieldRef {
+    pub event: Selector,
+    pub field: String,
+}
+
+// Rules are built once per suite; the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum RuleKind {
+    /// The first frame of `direction` must match one of `one_of`.
+    First {
+        one_of: Vec<Selector>,
+        direction: Direction,
+    },
+    /// Per key value, the first frame carrying the key must match one of `one_of`.
+    FirstPerKey {
+        key: KeySpec,
+        one_of: Vec<Selector>,
+        direction: Direction,
+    },
+    /// Until the first `until` frame, every frame of `direction` matches `until` or `allowed`.
+    OnlyBefore {
+        until: Vec<Selector>,
+        allowed: Vec<Selector>,
+        direction: Direction,
+    },
+    /// The next frame of `direction` after an `event` frame matches one of `one_of`.
+    FollowedBy {
+        event: Vec<Selector>,
+        one_of: Vec<Selector>,
+        direction: Direction,
+    },
+    /// The frame of `direction` just before an `event` frame matches one of `one_of`.
+    PrecededBy {
+        event: Vec<Selector>,
+        one_of: Vec<Selector>,
+        direction: Direction,
+    },
+    /// Per key (or for the whole connection): at most one terminal event, nothing after it
+    /// except a `restart` event, which begins a new cycle.
+    Terminal {
+        key: Option<KeySpec>,
+        terminal: Vec<Selector>,
+        restart: Vec<Selector>,
+        direction: Direction,
+        require_on_close: bool,
+    },
+    /// `open` … `close` per key: close needs an open, exactly once; a key is not reopened while
+    /// open; `during` frames need an open pair; open pairs may not outlive their scope.
+    Pair {
+        open: Vec<Selector>,
+        close: Vec<Selector>,
+        during: Vec<Selector>,
+        key: KeySpec,
+        scope: Scope,
+        /// At most this many pairs open at once on the connection (e.g. one turn at a time).
+        max_open: Option<u64>,
+        require_on_close: bool,
+    },
+    /// Per key: `start`, any number of `middle`, then each `end` step in order.
+    Lifecycle {
+        key: KeySpec,
+        start: Vec<Selector>,
+        middle: Vec<Selector>,
+        end: Vec<Vec<Selector>>,
+        scope: Scope,
+        require_on_close: bool,
+    },
+    /// Every `request` completes once each group of `parts` has been seen exactly once, matched
+    /// by key (or in order without a key). `reply` is the one-group form.
+    Completion {
+        request: Vec<Selector>,
+        parts: Vec<Vec<Selector>>,
+        key: Option<KeySpec>,
+        require_on_close: bool,
+    },
+    /// Every `event` frame follows at least one earlier `prior` frame with the same key.
+    RequiresPrior {
+        event: Vec<Selector>,
+        prior: Vec<Selector>,
+        key: KeySpec,
+    },
+    /// Per scope, the `field` of the `items` frames (in arrival order, `index` 0,1,2,…)
+    /// concatenates to `equals`; `count` equals the number of items.
+    Concat {
+        items: Vec<Selector>,
+        field: String,
+        index: Option<String>,
+        scope: Scope,
+        equals: FieldRef,
+        count: Option<FieldRef>,
+    },
+}
+
+impl RuleKind {
+    /// The YAML name of the kind.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RuleKind::First { .. } => "first",
+            RuleKind::FirstPerKey { .. } => "first_per_key",
+            RuleKind::OnlyBefore { .. } => "only_before",
+            RuleKind::FollowedBy { .. } => "followed_by",
+            RuleKind::PrecededBy { .. } => "preceded_by",
+            RuleKind::Terminal { .. } => "terminal",
+            RuleKind::Pair { .. } => "pair",
+            RuleKind::Lifecycle { .. } => "lifecycle",
+            RuleKind::Completion { .. } => "completion",
+            RuleKind::RequiresPrior { .. } => "requires_prior",
+            RuleKind::Concat { .. } => "concat",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn lookup_follows_rfc6901() {
+        let v = json!({"a/b": 1, "m~n": 2, "list": [10, 20], "o": {"k": "v"}, "": 3});
+        for p in [
+            "", "/a~1b", "/m~0n", "/list/1", "/o/k", "/", "/list/01", "/list/x", "/nope", "o",
+        ] {
+            assert_eq!(lookup(&v, p), v.pointer(p), "pointer {p:?}");
+        }
+    }
+
+    #[test]
+    fn selector_matching() {
+        let sel = Selector {
+            conditions: vec![
+                ("/code".into(), json!("AUTH_REQUIRED")),
+                ("/n".into(), json!(1)),
+            ],
+            present: vec!["/message".into()],
+            ..Selector::received("error")
+        };
+        let ok = json!({"type": "error", "code": "AUTH_REQUIRED", "n": 1.0, "message": "x"});
+        assert!(sel.matches(Direction::Received, Some("error"), &ok));
+        assert!(!sel.matches(Direction::Sent, Some("error"), &ok));
+        assert!(!sel.matches(Direction::Received, Some("pong"), &ok));
+        let other = json!({"type": "error", "code": "INVALID_JSON", "n": 1, "message": "x"});
+        assert!(!sel.matches(Direction::Received, Some("error"), &other));
+        let no_message = json!({"type": "error", "code": "AUTH_REQUIRED", "n": 1});
+        assert!(!sel.matches(Direction::Received, Some("error"), &no_message));
+        assert_eq!(
+            sel.label(),
+            "error{/code=AUTH_REQUIRED, /n=1, /message present}"
+        );
+    }
+}
