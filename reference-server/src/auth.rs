@@ -1,0 +1,275 @@
+//! Tokens: HS256 JWTs with `sub` and `exp` (section 3). Minting for tests and the dev endpoint,
+//! verification, and finding a token on a request.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::HeaderMap;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+/// The claims the server reads. Unknown claims are ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<bool>,
+}
+
+impl Claims {
+    pub fn is_admin(&self) -> bool {
+        self.admin == Some(true)
+    }
+}
+
+/// Why a presented token was refused; maps one to one onto the protocol codes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("token is invalid: {0}")]
+    Invalid(String),
+    #[error("token has expired")]
+    Expired,
+}
+
+impl AuthError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthError::Invalid(_) => "AUTH_INVALID",
+            AuthError::Expired => "AUTH_EXPIRED",
+        }
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Mints an HS256 token for `user_id` valid for `ttl` (claims `sub`, `exp`, `iat`, and `admin` when set).
+pub fn mint_token(secret: &str, user_id: &str, admin: bool, ttl: Duration) -> String {
+    let iat = now_secs();
+    let claims = Claims {
+        sub: user_id.to_owned(),
+        exp: iat.saturating_add(ttl.as_secs()),
+        iat: Some(iat),
+        admin: admin.then_some(true),
+    };
+    // Encoding HS256 claims with an HMAC key cannot fail: the key family matches the algorithm and
+    // the claims always serialize.
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("HS256 encoding of plain claims")
+}
+
+/// Verifies `token` (HS256 only, `sub` and `exp` required, no leeway on `exp`).
+pub fn verify_token(secret: &str, token: &str) -> Result<Claims, AuthError> {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    // A token a second past its `exp` is expired: scenarios mint tokens that expired moments ago.
+    validation.leeway = 0;
+    let data = jsonwebtoken::decode::<Claims>(
+        token,
+        &DecodingKey::from_secret(secret.as_bytes()),
+        &validation,
+    )
+    .map_err(|e| match e.kind() {
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::InvalidAlgorithmName
+        | ErrorKind::MissingAlgorithm => AuthError::Invalid("algorithm must be HS256".into()),
+        ErrorKind::MissingRequiredClaim(c) => AuthError::Invalid(format!("missing claim '{c}'")),
+        ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Utf8(_) => {
+            AuthError::Invalid("malformed token".into())
+        }
+        // A header naming an algorithm jsonwebtoken does not know (e.g. `none`) fails as JSON.
+        ErrorKind::Json(_) => {
+            AuthError::Invalid("malformed header or claims (only HS256 is accepted)".into())
+        }
+        other => AuthError::Invalid(format!("{other:?}")),
+    })?;
+    let claims = data.claims;
+    if claims.sub.is_empty() || claims.sub.chars().count() > 128 {
+        return Err(AuthError::Invalid(
+            "claim 'sub' must be 1 to 128 characters".into(),
+        ));
+    }
+    Ok(claims)
+}
+
+/// Removes an optional `Bearer ` prefix (case-insensitive scheme, as HTTP auth schemes are).
+pub fn strip_bearer(value: &str) -> &str {
+    let v = value.trim();
+    match v.get(..7) {
+        Some(p) if p.eq_ignore_ascii_case("bearer ") => v[7..].trim_start(),
+        _ => v,
+    }
+}
+
+/// The token presented on a handshake or REST call: the `Authorization` header first, then the
+/// `token` query parameter, then `api_key`. `None` means no credentials were presented at all.
+pub fn token_from_request(headers: &HeaderMap, query: &HashMap<String, String>) -> Option<String> {
+    if let Some(h) = headers.get(http::header::AUTHORIZATION) {
+        // A header that is not valid text is still a presented (and invalid) credential.
+        let raw = h.to_str().unwrap_or("");
+        return Some(strip_bearer(raw).to_owned());
+    }
+    query
+        .get("token")
+        .or_else(|| query.get("api_key"))
+        .map(|t| t.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    const SECRET: &str = "unit-test-secret";
+
+    fn b64(s: &str) -> String {
+        // Small URL-safe base64 without padding, enough to hand-craft tokens in tests.
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let b = s.as_bytes();
+        let mut out = String::new();
+        for chunk in b.chunks(3) {
+            let n = chunk.len();
+            let v = (chunk[0] as u32) << 16
+                | (*chunk.get(1).unwrap_or(&0) as u32) << 8
+                | *chunk.get(2).unwrap_or(&0) as u32;
+            for i in 0..=n {
+                out.push(T[((v >> (18 - 6 * i)) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn minted_token_round_trips() {
+        let t = mint_token(SECRET, "alice", true, Duration::from_secs(60));
+        let c = verify_token(SECRET, &t).unwrap();
+        assert_eq!(c.sub, "alice");
+        assert!(c.is_admin());
+        assert!(c.exp >= now_secs() + 59);
+        let t = mint_token(SECRET, "bob", false, Duration::from_secs(60));
+        assert!(!verify_token(SECRET, &t).unwrap().is_admin());
+    }
+
+    #[test]
+    fn wrong_secret_is_invalid() {
+        let t = mint_token("other", "alice", false, Duration::from_secs(60));
+        assert!(matches!(
+            verify_token(SECRET, &t),
+            Err(AuthError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn expired_is_expired() {
+        let claims = Claims {
+            sub: "a".into(),
+            exp: now_secs() - 10,
+            iat: None,
+            admin: None,
+        };
+        let t = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(verify_token(SECRET, &t), Err(AuthError::Expired));
+        assert_eq!(AuthError::Expired.code(), "AUTH_EXPIRED");
+    }
+
+    #[test]
+    fn alg_none_and_other_algorithms_are_invalid() {
+        let body = b64(&format!(r#"{{"sub":"a","exp":{}}}"#, now_secs() + 100));
+        let none = format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), body);
+        assert!(matches!(
+            verify_token(SECRET, &none),
+            Err(AuthError::Invalid(_))
+        ));
+        let hs512 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS512),
+            &Claims {
+                sub: "a".into(),
+                exp: now_secs() + 100,
+                iat: None,
+                admin: None,
+            },
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        assert!(matches!(
+            verify_token(SECRET, &hs512),
+            Err(AuthError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn missing_sub_or_exp_is_invalid() {
+        #[derive(Serialize)]
+        struct NoSub {
+            exp: u64,
+        }
+        #[derive(Serialize)]
+        struct NoExp {
+            sub: String,
+        }
+        let key = EncodingKey::from_secret(SECRET.as_bytes());
+        let h = Header::new(Algorithm::HS256);
+        let t = jsonwebtoken::encode(
+            &h,
+            &NoSub {
+                exp: now_secs() + 100,
+            },
+            &key,
+        )
+        .unwrap();
+        assert!(matches!(
+            verify_token(SECRET, &t),
+            Err(AuthError::Invalid(_))
+        ));
+        let t = jsonwebtoken::encode(&h, &NoExp { sub: "a".into() }, &key).unwrap();
+        assert!(matches!(
+            verify_token(SECRET, &t),
+            Err(AuthError::Invalid(_))
+        ));
+        assert!(matches!(
+            verify_token(SECRET, "garbage"),
+            Err(AuthError::Invalid(_))
+        ));
+        assert!(matches!(
+            verify_token(SECRET, ""),
+            Err(AuthError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn extraction_prefers_header_then_token_then_api_key() {
+        let mut q = HashMap::new();
+        let mut h = HeaderMap::new();
+        assert_eq!(token_from_request(&h, &q), None);
+        q.insert("api_key".to_string(), "k".to_string());
+        assert_eq!(token_from_request(&h, &q).as_deref(), Some("k"));
+        q.insert("token".to_string(), "t".to_string());
+        assert_eq!(token_from_request(&h, &q).as_deref(), Some("t"));
+        h.insert(
+            http::header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer hdr"),
+        );
+        assert_eq!(token_from_request(&h, &q).as_deref(), Some("hdr"));
+        assert_eq!(strip_bearer("bearer  x"), "x");
+        assert_eq!(strip_bearer("x"), "x");
+    }
+}

@@ -1,0 +1,117 @@
+//! Server configuration. The defaults are the values `docs/PROTOCOL.md` names for the reference server.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything the reference server can be tuned with. `Config::default()` suits tests: a loopback port
+/// chosen by the OS, no token pacing, in-memory storage.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on; port 0 lets the OS choose.
+    pub bind: SocketAddr,
+    /// HS256 secret that signs and verifies tokens. Empty: `start` generates a random one
+    /// (see `ServerHandle::jwt_secret`).
+    pub jwt_secret: String,
+    /// Pause between two `token` events of a turn (`#pace=MS` overrides it per turn).
+    pub token_pace: Duration,
+    /// How long a socket opened without credentials may wait for its `auth` message.
+    pub auth_timeout: Duration,
+    /// A socket with no client frame for this long is closed with 4000.
+    pub idle_timeout: Duration,
+    /// How long a turn waits for a `confirmation_reply` or `human_reply`.
+    pub reply_timeout: Duration,
+    /// Soft limit: a larger frame gets `MESSAGE_TOO_LARGE` and the connection stays open.
+    pub max_message_bytes: usize,
+    /// Hard limit: a larger frame closes the connection with 1009.
+    pub hard_max_message_bytes: usize,
+    /// Token-bucket refill rate for client messages, per connection.
+    pub rate_limit_per_sec: u32,
+    /// Token-bucket capacity.
+    pub rate_burst: u32,
+    /// Open sockets one user may hold at once (handshake authentication only).
+    pub max_connections_per_user: usize,
+    /// With a folder, sessions, history and skills are persisted there (redb) and survive a restart.
+    pub data_dir: Option<PathBuf>,
+    /// Enables `POST /api/v1/dev/token` and the token button of the test page.
+    pub dev: bool,
+    /// Reserved for fault injection; ignored for now.
+    pub fault: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            jwt_secret: String::new(),
+            token_pace: Duration::ZERO,
+            auth_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(300),
+            reply_timeout: Duration::from_secs(60),
+            max_message_bytes: 65_536,
+            hard_max_message_bytes: 1024 * 1024,
+            rate_limit_per_sec: 20,
+            rate_burst: 40,
+            max_connections_per_user: 16,
+            data_dir: None,
+            dev: false,
+            fault: None,
+        }
+    }
+}
+
+impl Config {
+    /// Checks the combinations that would make the server misbehave rather than fail loudly.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.hard_max_message_bytes < self.max_message_bytes {
+            return Err(format!(
+                "hard_max_message_bytes ({}) must be at least max_message_bytes ({})",
+                self.hard_max_message_bytes, self.max_message_bytes
+            ));
+        }
+        if self.rate_limit_per_sec == 0 || self.rate_burst == 0 {
+            return Err("rate_limit_per_sec and rate_burst must be at least 1".into());
+        }
+        if self.max_connections_per_user == 0 {
+            return Err("max_connections_per_user must be at least 1".into());
+        }
+        for (name, d) in [
+            ("auth_timeout", self.auth_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("reply_timeout", self.reply_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(format!("{name} must be greater than zero"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_protocol_document() {
+        let c = Config::default();
+        assert_eq!(c.bind.port(), 0);
+        assert!(c.bind.ip().is_loopback());
+        assert_eq!(c.auth_timeout, Duration::from_secs(5));
+        assert_eq!(c.idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.reply_timeout, Duration::from_secs(60));
+        assert_eq!(c.max_message_bytes, 65_536);
+        assert_eq!(c.hard_max_message_bytes, 1 << 20);
+        assert_eq!((c.rate_limit_per_sec, c.rate_burst), (20, 40));
+        assert_eq!(c.max_connections_per_user, 16);
+        assert!(c.data_dir.is_none() && !c.dev);
+    }
+
+    #[test]
+    fn validate_rejects_inverted_limits() {
+        let mut c = Config::default();
+        assert!(c.validate().is_ok());
+        c.hard_max_message_bytes = 10;
+        assert!(c.validate().unwrap_err().contains("hard_max_message_bytes"));
+    }
+}

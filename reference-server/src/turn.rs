@@ -1,0 +1,296 @@
+//! Plays a model script as one turn: events into the socket's writer channel, waits for replies,
+//! token pacing, and exactly one terminal event. Every wait also watches the turn's stop signal, so a
+//! `cancel` is acknowledged at once and a closing socket ends the turn silently.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::model::{long_word, split_tokens, Action, Answer, Replies, Script};
+use crate::state::{AppState, Outgoing, TurnGuard};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Running,
+    /// The client sent `cancel`: the turn ends with `cancelled`.
+    Cancel,
+    /// The socket is going away: the turn ends without a terminal event.
+    Abort,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyKind {
+    Confirmation,
+    Human,
+}
+
+#[derive(Debug)]
+pub enum Reply {
+    Confirmation(bool),
+    Human(String),
+}
+
+/// The request a turn is waiting on (at most one at a time).
+pub struct PendingRequest {
+    pub request_id: String,
+    pub kind: ReplyKind,
+    pub tx: oneshot::Sender<Reply>,
+}
+
+pub type PendingSlot = Arc<Mutex<Option<PendingRequest>>>;
+
+/// The turn currently running on a socket, as the reader loop sees it.
+pub struct ActiveTurn {
+    pub turn_id: String,
+    pub stop: Arc<watch::Sender<Stop>>,
+}
+
+pub type TurnSlot = Arc<tokio::sync::Mutex<Option<ActiveTurn>>>;
+
+pub struct TurnCtx {
+    pub state: Arc<AppState>,
+    pub session_id: String,
+    pub turn_id: String,
+    pub out: mpsc::Sender<Outgoing>,
+    pub stop: watch::Receiver<Stop>,
+    pub pending: PendingSlot,
+    pub slot: TurnSlot,
+}
+
+enum Outcome {
+    Final { content: String, token_count: u64 },
+    Error { code: &'static str, message: String },
+    Interrupted(Stop),
+}
+
+/// Why the script stopped early.
+struct Interrupt(Stop);
+
+async fn stopped(rx: &mut watch::Receiver<Stop>) -> Stop {
+    match rx.wait_for(|s| *s != Stop::Running).await {
+        Ok(s) => *s,
+        // The socket dropped its side: nobody is listening any more.
+        Err(_) => Stop::Abort,
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl TurnCtx {
+    fn stamp(&self, mut ev: Value) -> Outgoing {
+        if let Some(o) = ev.as_object_mut() {
+            o.insert("turn_id".into(), json!(self.turn_id));
+        }
+        Outgoing::event(&ev)
+    }
+
+    async fn emit(&mut self, ev: Value) -> Result<(), Interrupt> {
+        let msg = self.stamp(ev);
+        tokio::select! {
+            biased;
+            s = stopped(&mut self.stop) => Err(Interrupt(s)),
+            r = self.out.send(msg) => r.map_err(|_| Interrupt(Stop::Abort)),
+        }
+    }
+
+    async fn pause(&mut self, d: Duration) -> Result<(), Interrupt> {
+        if d.is_zero() {
+            return Ok(());
+        }
+        tokio::select! {
+            biased;
+            s = stopped(&mut self.stop) => Err(Interrupt(s)),
+            _ = tokio::time::sleep(d) => Ok(()),
+        }
+    }
+
+    /// Opens a request, emits `ev` (which carries the request id), and waits for the matching reply.
+    /// `Ok(None)` means the reply deadline passed.
+    async fn ask(
+        &mut self,
+        kind: ReplyKind,
+        request_id: &str,
+        ev: Value,
+    ) -> Result<Option<Reply>, Interrupt> {
+        let (tx, rx) = oneshot::channel();
+        // Registered before the event goes out, so that an immediate reply finds it open.
+        *lock(&self.pending) = Some(PendingRequest {
+            request_id: request_id.to_owned(),
+            kind,
+            tx,
+        });
+        let result = async {
+            self.emit(ev).await?;
+            let timeout = self.state.config.reply_timeout;
+            tokio::select! {
+                biased;
+                s = stopped(&mut self.stop) => Err(Interrupt(s)),
+                r = rx => Ok(r.ok()),
+                _ = tokio::time::sleep(timeout) => Ok(None),
+            }
+        }
+        .await;
+        let mut p = lock(&self.pending);
+        if p.as_ref().is_some_and(|p| p.request_id == request_id) {
+            *p = None;
+        }
+        result
+    }
+
+    async fn play(&mut self, script: Script) -> Result<Outcome, Interrupt> {
+        let pace = script.pace.unwrap_or(self.state.config.token_pace);
+        let mut replies = Replies::default();
+        for action in script.actions {
+            match action {
+                Action::Emit(ev) => self.emit(ev).await?,
+                Action::Fail { code, message } => return Ok(Outcome::Error { code, message }),
+                Action::Confirm {
+                    tool,
+                    arguments,
+                    prompt,
+                    on_approve,
+                } => {
+                    let sid = self.session_id.clone();
+                    let request_id = self
+                        .state
+                        .with_store(move |s| s.next_request_id(&sid))
+                        .await;
+                    let ev = json!({"type": "confirmation_request", "request_id": request_id, "tool": tool,
+                        "arguments": arguments, "prompt": prompt});
+                    let approved = match self.ask(ReplyKind::Confirmation, &request_id, ev).await? {
+                        Some(Reply::Confirmation(a)) => a,
+                        _ => {
+                            return Ok(Outcome::Error {
+                                code: "CONFIRMATION_TIMEOUT",
+                                message: format!("no confirmation_reply for {request_id} in time"),
+                            })
+                        }
+                    };
+                    replies.approved = Some(approved);
+                    self.emit(json!({"type": "confirmation_result", "request_id": request_id, "approved": approved}))
+                        .await?;
+                    if approved {
+                        for ev in on_approve {
+                            self.emit(ev).await?;
+                        }
+                    }
+                }
+                Action::AskHuman { question } => {
+                    let sid = self.session_id.clone();
+                    let request_id = self
+                        .state
+                        .with_store(move |s| s.next_request_id(&sid))
+                        .await;
+                    let ev = json!({"type": "ask_human", "request_id": request_id, "question": question});
+                    match self.ask(ReplyKind::Human, &request_id, ev).await? {
+                        Some(Reply::Human(text)) => replies.human = Some(text),
+                        _ => {
+                            return Ok(Outcome::Error {
+                                code: "HUMAN_REPLY_TIMEOUT",
+                                message: format!("no human_reply for {request_id} in time"),
+                            })
+                        }
+                    }
+                }
+                Action::Answer(answer) => return self.stream(answer, &replies, pace).await,
+            }
+        }
+        // Scripts always end with an answer or a failure; an empty script still ends the turn.
+        Ok(Outcome::Final {
+            content: String::new(),
+            token_count: 0,
+        })
+    }
+
+    async fn stream(
+        &mut self,
+        answer: Answer,
+        replies: &Replies,
+        pace: Duration,
+    ) -> Result<Outcome, Interrupt> {
+        let mut content = String::new();
+        let mut index = 0u64;
+        let mut tokens: Box<dyn Iterator<Item = String> + Send> = match &answer {
+            Answer::Long(n) => Box::new((0..*n).map(long_word)),
+            Answer::Parts(_) => {
+                let rendered = answer.render(replies);
+                let toks: Vec<String> = split_tokens(&rendered)
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect();
+                Box::new(toks.into_iter())
+            }
+        };
+        for tok in tokens.by_ref() {
+            if index > 0 {
+                self.pause(pace).await?;
+            }
+            self.emit(json!({"type": "token", "index": index, "content": tok}))
+                .await?;
+            content.push_str(&tok);
+            index += 1;
+        }
+        Ok(Outcome::Final {
+            content,
+            token_count: index,
+        })
+    }
+}
+
+/// Runs one turn to its end. `turn_started` has been sent by the caller. The terminal event is sent
+/// while holding the socket's turn slot, so a `cancel` either reaches a running turn or is answered
+/// with `NO_ACTIVE_TURN`, never lost in between, and a next `message` starts only after the terminal
+/// event is queued.
+pub async fn run_turn(mut ctx: TurnCtx, script: Script) {
+    let _guard = TurnGuard::new(&ctx.state);
+    let outcome = match ctx.play(script).await {
+        Ok(o) => o,
+        Err(Interrupt(s)) => Outcome::Interrupted(s),
+    };
+    let slot = ctx.slot.clone();
+    let mut slot = slot.lock().await;
+    // A cancel that came in after the script finished but before the slot was taken still wins.
+    let stop_now = *ctx.stop.borrow();
+    let outcome = match (stop_now, outcome) {
+        (Stop::Abort, _) | (_, Outcome::Interrupted(Stop::Abort)) => None,
+        (Stop::Cancel, _) | (_, Outcome::Interrupted(_)) => {
+            Some(json!({"type": "cancelled", "reason": "client_cancel"}))
+        }
+        (_, Outcome::Error { code, message }) => {
+            Some(json!({"type": "error", "code": code, "message": message}))
+        }
+        (
+            _,
+            Outcome::Final {
+                content,
+                token_count,
+            },
+        ) => {
+            let (sid, tid, answer) = (ctx.session_id.clone(), ctx.turn_id.clone(), content.clone());
+            if let Err(e) = ctx
+                .state
+                .with_store(move |s| s.finish_turn(&sid, &tid, &answer))
+                .await
+            {
+                tracing::error!(session = %ctx.session_id, turn = %ctx.turn_id, "cannot save history: {e}");
+            }
+            Some(json!({"type": "final_answer", "content": content, "token_count": token_count}))
+        }
+    };
+    if let Some(ev) = outcome {
+        let msg = ctx.stamp(ev);
+        // Only an abort may interrupt the terminal event: a cancel now is too late to matter.
+        let mut stop = ctx.stop.clone();
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s == Stop::Abort) => {}
+            _ = ctx.out.send(msg) => {}
+        }
+    }
+    lock(&ctx.pending).take();
+    *slot = None;
+}

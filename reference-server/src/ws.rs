@@ -1,0 +1,654 @@
+//! The WebSocket endpoint: handshake checks (refusals before upgrading), then one task per socket.
+//!
+//! Per socket: a writer task owns the sink and drains an mpsc channel; the reader loop (this task)
+//! handles every client frame, including `ping`, `cancel` and replies while a turn runs; each turn runs
+//! as its own task (`turn.rs`) and sends into the same channel.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderMap, StatusCode};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{sleep_until, Instant};
+
+use crate::auth::{self, strip_bearer, verify_token, AuthError, Claims};
+use crate::model;
+use crate::protocol::{
+    closing_event, error_event, parse_client_message, pong_event, ClientMessage, PROTOCOL,
+};
+use crate::rest::ApiError;
+use crate::state::{AppState, ConnGuard, Outgoing, UserSlot};
+use crate::turn::{self, ActiveTurn, PendingSlot, Reply, ReplyKind, Stop, TurnCtx, TurnSlot};
+
+/// Events queued per socket before a turn waits for the writer (back-pressure for long streams).
+const CHANNEL_CAPACITY: usize = 64;
+/// After the server sends a close frame, how long it waits for the client's close.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How long a closing socket waits for its turn task to stop.
+const TURN_STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// `GET /api/v1/chat/ws/{session_id}`.
+pub async fn ws_handler(
+    State(state): State<Arc<AppState>>,
+    Path(session_id): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                format!("not a WebSocket upgrade: {e}"),
+            )
+            .into_response()
+        }
+    };
+    let Ok(Query(query)) = query else {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "the query string is malformed",
+        )
+        .into_response();
+    };
+    if state.is_shutting_down() {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SHUTTING_DOWN",
+            "the server is shutting down",
+        )
+        .into_response();
+    }
+    let Some(owner) = state.store.session_owner(&session_id) else {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "SESSION_NOT_FOUND",
+            format!("no session '{session_id}'"),
+        )
+        .into_response();
+    };
+    let handshake_user = match auth::token_from_request(&headers, &query) {
+        None => None,
+        Some(token) => {
+            let claims = match verify_token(&state.config.jwt_secret, &token) {
+                Ok(c) => c,
+                Err(e) => return ApiError::unauthorized(&e).into_response(),
+            };
+            if claims.sub != owner {
+                return ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "SESSION_FORBIDDEN",
+                    format!("session '{session_id}' belongs to another user"),
+                )
+                .into_response();
+            }
+            let Some(slot) = state.reserve_user_slot(&claims.sub) else {
+                return ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TOO_MANY_CONNECTIONS",
+                    format!(
+                        "user '{}' already holds {} open sockets",
+                        claims.sub, state.config.max_connections_per_user
+                    ),
+                )
+                .into_response();
+            };
+            Some((claims, slot))
+        }
+    };
+    tracing::debug!(session = %session_id, handshake_auth = handshake_user.is_some(), "websocket upgrade");
+    let limit = state.config.hard_max_message_bytes;
+    ws.protocols([PROTOCOL])
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        // Idle sockets stay cheap: a small read buffer, and writes go out as they are made.
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| async move {
+            let conn = Connection::new(state, session_id, owner, socket, handshake_user);
+            conn.run().await;
+        })
+}
+
+/// Token bucket: `rate` per second, at most `burst` stored.
+struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32, burst: u32) -> TokenBucket {
+        TokenBucket {
+            rate: rate as f64,
+            burst: burst as f64,
+            tokens: burst as f64,
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Why the reader loop ended.
+enum End {
+    /// The client closed or the TCP connection ended: nothing more to send.
+    ClientGone,
+    /// The server closes: optionally a `closing` event, then a close frame.
+    Close {
+        reason: Option<&'static str>,
+        code: u16,
+        text: &'static str,
+    },
+}
+
+struct Connection {
+    state: Arc<AppState>,
+    session_id: String,
+    owner: String,
+    user: Option<String>,
+    out: mpsc::Sender<Outgoing>,
+    stream: SplitStream<WebSocket>,
+    writer: JoinHandle<()>,
+    guard: ConnGuard,
+    user_slot: Option<UserSlot>,
+    turn_slot: TurnSlot,
+    pending: PendingSlot,
+    /// The running turn's task and stop signal (also reachable through `turn_slot`, but that lock is
+    /// held while a turn queues its terminal event, and aborting must not wait for it).
+    turn: Option<(JoinHandle<()>, Arc<watch::Sender<Stop>>)>,
+    bucket: TokenBucket,
+}
+
+impl Connection {
+    fn new(
+        state: Arc<AppState>,
+        session_id: String,
+        owner: String,
+        socket: WebSocket,
+        handshake_user: Option<(Claims, UserSlot)>,
+    ) -> Connection {
+        let guard = state.connection_opened();
+        let (sink, stream) = socket.split();
+        let (out, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let writer = tokio::spawn(writer_loop(sink, rx));
+        let (user, user_slot) = match handshake_user {
+            Some((claims, slot)) => (Some(claims.sub), Some(slot)),
+            None => (None, None),
+        };
+        let bucket = TokenBucket::new(state.config.rate_limit_per_sec, state.config.rate_burst);
+        Connection {
+            state,
+            session_id,
+            owner,
+            user,
+            out,
+            stream,
+            writer,
+            guard,
+            user_slot,
+            turn_slot: Arc::new(tokio::sync::Mutex::new(None)),
+            pending: Arc::new(std::sync::Mutex::new(None)),
+            turn: None,
+            bucket,
+        }
+    }
+
+    async fn send(&self, ev: Value) {
+        // A failed send means the writer is gone (socket dead); the reader notices on its next read.
+        let _ = self.out.send(Outgoing::event(&ev)).await;
+    }
+
+    async fn send_error(&self, code: &str, message: &str) {
+        self.send(error_event(code, message)).await;
+    }
+
+    async fn connected(&mut self) {
+        let user = self.user.clone().unwrap_or_default();
+        self.state.register_socket(self.guard.id, self.out.clone());
+        let len = self.state.store.history_len(&self.session_id).unwrap_or(0);
+        self.send(
+            json!({"type": "connected", "session_id": self.session_id, "user_id": user,
+            "protocol": PROTOCOL, "resumed": len > 0, "history_length": len}),
+        )
+        .await;
+    }
+
+    async fn run(mut self) {
+        if self.user.is_some() {
+            self.connected().await;
+        }
+        let end = self.read_loop().await;
+        self.stop_turn().await;
+        match end {
+            End::ClientGone => {}
+            End::Close { reason, code, text } => {
+                if let Some(r) = reason {
+                    self.send(closing_event(r)).await;
+                }
+                let _ = self.out.send(Outgoing::Close(code, text)).await;
+                // Wait (bounded) for the client's close frame so the close handshake completes.
+                let stream = &mut self.stream;
+                let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                    while let Some(Ok(_)) = stream.next().await {}
+                })
+                .await;
+            }
+        }
+        let Connection {
+            out,
+            writer,
+            guard,
+            user_slot,
+            ..
+        } = self;
+        drop(out);
+        // The writer ends once the channel is drained; a client that stopped reading cannot hold us.
+        let mut writer = writer;
+        if tokio::time::timeout(CLOSE_GRACE, &mut writer)
+            .await
+            .is_err()
+        {
+            writer.abort();
+        }
+        drop(guard);
+        drop(user_slot);
+    }
+
+    async fn read_loop(&mut self) -> End {
+        let cfg = &self.state.config;
+        let (idle_timeout, auth_timeout) = (cfg.idle_timeout, cfg.auth_timeout);
+        let auth_deadline = Instant::now() + auth_timeout;
+        let mut idle_deadline = Instant::now() + idle_timeout;
+        let mut shutdown = self.state.shutdown.subscribe();
+        loop {
+            let frame = tokio::select! {
+                biased;
+                _ = shutdown.wait_for(|s| *s) => {
+                    return End::Close { reason: Some("shutdown"), code: 1001, text: "server shutting down" };
+                }
+                _ = sleep_until(auth_deadline), if self.user.is_none() => {
+                    return End::Close { reason: Some("auth_timeout"), code: 4408, text: "authentication timeout" };
+                }
+                _ = sleep_until(idle_deadline) => {
+                    return End::Close { reason: Some("idle_timeout"), code: 4000, text: "idle timeout" };
+                }
+                f = self.stream.next() => f,
+            };
+            let msg = match frame {
+                None => return End::ClientGone,
+                Some(Err(e)) => {
+                    if is_capacity_error(&e) {
+                        tracing::debug!(session = %self.session_id, "frame over the hard limit: {e}");
+                        return End::Close {
+                            reason: None,
+                            code: 1009,
+                            text: "message too big",
+                        };
+                    }
+                    tracing::debug!(session = %self.session_id, "socket error: {e}");
+                    return End::ClientGone;
+                }
+                Some(Ok(m)) => m,
+            };
+            idle_deadline = Instant::now() + idle_timeout;
+            let data_len = match &msg {
+                Message::Text(t) => t.len(),
+                Message::Binary(b) => b.len(),
+                // Control frames: tungstenite answers pings itself; a close is answered the same way and
+                // the next read reports the end.
+                Message::Ping(_) | Message::Pong(_) | Message::Close(_) => continue,
+            };
+            if !self.bucket.take(Instant::now()) {
+                self.send_error("RATE_LIMITED", "too many messages; this one was dropped")
+                    .await;
+                continue;
+            }
+            if data_len > self.state.config.max_message_bytes {
+                let m = format!(
+                    "frame of {data_len} bytes exceeds the limit of {} bytes",
+                    self.state.config.max_message_bytes
+                );
+                self.refuse("MESSAGE_TOO_LARGE", &m).await;
+                continue;
+            }
+            let text = match msg {
+                Message::Text(t) => t,
+                _ => {
+                    self.refuse(
+                        "BINARY_NOT_SUPPORTED",
+                        "binary frames are not part of the protocol",
+                    )
+                    .await;
+                    continue;
+                }
+            };
+            let parsed = parse_client_message(text.as_str());
+            if self.user.is_none() {
+                if let Some(end) = self.unauthenticated(parsed).await {
+                    return end;
+                }
+                continue;
+            }
+            match parsed {
+                Err(e) => self.send_error(e.code, &e.message).await,
+                Ok(m) => {
+                    if let Some(end) = self.handle(m).await {
+                        return end;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Before authentication every refusal is `AUTH_REQUIRED` (R1), naming the actual problem.
+    async fn refuse(&self, code: &str, message: &str) {
+        if self.user.is_none() {
+            self.send_error("AUTH_REQUIRED", &format!("authenticate first ({message})"))
+                .await;
+        } else {
+            self.send_error(code, message).await;
+        }
+    }
+
+    async fn unauthenticated(
+        &mut self,
+        parsed: Result<ClientMessage, crate::protocol::ParseError>,
+    ) -> Option<End> {
+        let token = match parsed {
+            Ok(ClientMessage::Auth { token }) => token,
+            Ok(_) => {
+                self.send_error(
+                    "AUTH_REQUIRED",
+                    "send {\"type\":\"auth\",\"token\":\"...\"} first",
+                )
+                .await;
+                return None;
+            }
+            Err(e) => {
+                self.send_error(
+                    "AUTH_REQUIRED",
+                    &format!("authenticate first ({})", e.message),
+                )
+                .await;
+                return None;
+            }
+        };
+        let token = strip_bearer(&token);
+        let claims = match verify_token(&self.state.config.jwt_secret, token) {
+            Ok(c) => c,
+            Err(e) => {
+                let message = match &e {
+                    AuthError::Invalid(why) => format!("token is invalid: {why}"),
+                    AuthError::Expired => "token has expired".to_owned(),
+                };
+                self.send(json!({"type": "auth_error", "code": e.code(), "message": message}))
+                    .await;
+                return Some(End::Close {
+                    reason: None,
+                    code: 4401,
+                    text: "authentication failed",
+                });
+            }
+        };
+        if claims.sub != self.owner {
+            self.send(json!({"type": "auth_error", "code": "SESSION_FORBIDDEN",
+                "message": format!("session '{}' belongs to another user", self.session_id)}))
+                .await;
+            return Some(End::Close {
+                reason: None,
+                code: 4403,
+                text: "session forbidden",
+            });
+        }
+        self.user_slot = Some(self.state.track_user(&claims.sub));
+        self.send(json!({"type": "auth_success", "user_id": claims.sub}))
+            .await;
+        self.user = Some(claims.sub);
+        self.connected().await;
+        None
+    }
+
+    async fn handle(&mut self, msg: ClientMessage) -> Option<End> {
+        match msg {
+            ClientMessage::Message { content, client_id } => {
+                return self.start_turn(content, client_id).await
+            }
+            ClientMessage::Auth { .. } => {
+                self.send_error(
+                    "ALREADY_AUTHENTICATED",
+                    "this connection is already authenticated",
+                )
+                .await
+            }
+            ClientMessage::Ping { nonce } => self.send(pong_event(nonce)).await,
+            ClientMessage::Cancel { turn_id } => {
+                let slot = self.turn_slot.lock().await;
+                match slot.as_ref() {
+                    Some(t) if turn_id.as_ref().is_none_or(|id| *id == t.turn_id) => {
+                        t.stop.send_replace(Stop::Cancel);
+                    }
+                    Some(t) => {
+                        let m = format!(
+                            "turn '{}' is not running (running: '{}')",
+                            turn_id.unwrap_or_default(),
+                            t.turn_id
+                        );
+                        drop(slot);
+                        self.send_error("NO_ACTIVE_TURN", &m).await;
+                    }
+                    None => {
+                        drop(slot);
+                        self.send_error("NO_ACTIVE_TURN", "no turn is running")
+                            .await;
+                    }
+                }
+            }
+            ClientMessage::ConfirmationReply {
+                request_id,
+                approved,
+            } => {
+                self.reply(
+                    ReplyKind::Confirmation,
+                    request_id,
+                    Reply::Confirmation(approved),
+                )
+                .await
+            }
+            ClientMessage::HumanReply {
+                request_id,
+                content,
+            } => {
+                self.reply(ReplyKind::Human, request_id, Reply::Human(content))
+                    .await
+            }
+        }
+        None
+    }
+
+    async fn reply(&self, kind: ReplyKind, request_id: String, reply: Reply) {
+        let open = {
+            let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            match p.take() {
+                Some(req) if req.request_id == request_id && req.kind == kind => Some(req),
+                other => {
+                    *p = other;
+                    None
+                }
+            }
+        };
+        match open {
+            // If the turn stopped waiting in the meantime (cancel, timeout) the reply is moot.
+            Some(req) => {
+                let _ = req.tx.send(reply);
+            }
+            None => {
+                let what = match kind {
+                    ReplyKind::Confirmation => "confirmation",
+                    ReplyKind::Human => "question",
+                };
+                self.send(json!({"type": "error", "code": "UNKNOWN_REQUEST",
+                    "message": format!("no open {what} request '{request_id}'"), "request_id": request_id}))
+                .await;
+            }
+        }
+    }
+
+    /// Starts a turn; `Some` ends the connection.
+    async fn start_turn(&mut self, content: String, client_id: Option<String>) -> Option<End> {
+        if content.trim().is_empty() {
+            self.send_error("EMPTY_MESSAGE", "the message content is empty")
+                .await;
+            return None;
+        }
+        let mut slot = self.turn_slot.clone().lock_owned().await;
+        if slot.is_some() {
+            drop(slot);
+            let mut ev = error_event(
+                "TURN_IN_PROGRESS",
+                "a turn is already running on this connection",
+            );
+            if let Some(c) = client_id {
+                ev["client_id"] = json!(c);
+            }
+            self.send(ev).await;
+            return None;
+        }
+        // The previous turn's task has released the slot and is finishing; reap it.
+        if let Some((h, _)) = self.turn.take() {
+            let _ = h.await;
+        }
+        let (sid, text) = (self.session_id.clone(), content.clone());
+        let turn_id = match self
+            .state
+            .with_store(move |s| s.begin_turn(&sid, &text))
+            .await
+        {
+            Ok(Some(t)) => t,
+            // Sessions are never deleted, and a store that cannot write is not something the client
+            // can fix: both are the unexpected internal failure of close code 1011.
+            Ok(None) => {
+                tracing::error!(session = %self.session_id, "session vanished while connected");
+                return Some(End::Close {
+                    reason: None,
+                    code: 1011,
+                    text: "session vanished",
+                });
+            }
+            Err(e) => {
+                tracing::error!(session = %self.session_id, "cannot save history: {e}");
+                return Some(End::Close {
+                    reason: None,
+                    code: 1011,
+                    text: "internal error",
+                });
+            }
+        };
+        let script = model::script(&content, &self.state.store.skills());
+        let mut started = json!({"type": "turn_started", "turn_id": turn_id});
+        if let Some(c) = client_id {
+            started["client_id"] = json!(c);
+        }
+        self.send(started).await;
+        let (stop_tx, stop_rx) = watch::channel(Stop::Running);
+        let stop_tx = Arc::new(stop_tx);
+        *slot = Some(ActiveTurn {
+            turn_id: turn_id.clone(),
+            stop: stop_tx.clone(),
+        });
+        drop(slot);
+        let ctx = TurnCtx {
+            state: self.state.clone(),
+            session_id: self.session_id.clone(),
+            turn_id,
+            out: self.out.clone(),
+            stop: stop_rx,
+            pending: self.pending.clone(),
+            slot: self.turn_slot.clone(),
+        };
+        self.turn = Some((tokio::spawn(turn::run_turn(ctx, script)), stop_tx));
+        None
+    }
+
+    /// Ends the running turn, if any, without a terminal event (the socket is going away).
+    async fn stop_turn(&mut self) {
+        if let Some((mut h, stop)) = self.turn.take() {
+            stop.send_replace(Stop::Abort);
+            if tokio::time::timeout(TURN_STOP_GRACE, &mut h).await.is_err() {
+                h.abort();
+            }
+        }
+    }
+}
+
+/// A frame over the hard limit surfaces as tungstenite's capacity error, wrapped by axum.
+fn is_capacity_error(e: &axum::Error) -> bool {
+    use std::error::Error as _;
+    let mut src = e.source();
+    while let Some(s) = src {
+        if let Some(t) = s.downcast_ref::<tungstenite::Error>() {
+            return matches!(t, tungstenite::Error::Capacity(_));
+        }
+        src = s.source();
+    }
+    false
+}
+
+async fn writer_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<Outgoing>) {
+    while let Some(first) = rx.recv().await {
+        // Batch what is already queued into one flush: long token streams would otherwise cost a
+        // system call per token.
+        let mut next = Some(first);
+        let mut batch = 0;
+        while let Some(msg) = next.take() {
+            match msg {
+                Outgoing::Text(t) => {
+                    if sink.feed(Message::Text(t.into())).await.is_err() {
+                        return;
+                    }
+                }
+                Outgoing::Close(code, reason) => {
+                    let _ = sink
+                        .send(Message::Close(Some(CloseFrame {
+                            code,
+                            reason: reason.into(),
+                        })))
+                        .await;
+                    return;
+                }
+            }
+            batch += 1;
+            if batch < CHANNEL_CAPACITY {
+                next = rx.try_recv().ok();
+            }
+        }
+        if sink.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = sink.close().await;
+}
