@@ -1,4 +1,5 @@
 //! The browser test page (`GET /`): plain HTML and JavaScript, talking only to this server.
+//! `/?selftest=1` runs the page's own self-test (see `static/index.html` and `tests/browser.rs`).
 
 use axum::response::Html;
 
@@ -16,5 +17,17 @@ mod tests {
         assert!(!super::INDEX.contains("https://"));
         assert!(!super::INDEX.contains("http://"));
         assert!(super::INDEX.contains("/api/v1/chat/ws/"));
+    }
+
+    #[test]
+    fn page_has_its_self_test_hooks() {
+        // tests/browser.rs drives these in headless Chromium; keep the names in step with it.
+        for hook in [
+            "id=\"selftest-result\"",
+            "window.selfTest = selfTest(params)",
+            "params.has(\"selftest\")",
+        ] {
+            assert!(super::INDEX.contains(hook), "the page lost '{hook}'");
+        }
     }
 }
