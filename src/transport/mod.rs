@@ -1,1 +1,5 @@
-//! See lib.rs for what lives here.
+//! Network transports: WebSocket connections (reader task + channel) and HTTP steps.
+
+pub mod http;
+pub mod tls;
+pub mod ws;

@@ -1,0 +1,902 @@
+//! WebSocket connections: the handshake, one reader task per connection, and the write half.
+//!
+//! The reader task owns the read half. It timestamps each frame on arrival, parses text frames as JSON
+//! exactly once, and hands records to the runner over an unbounded channel; the runner owns the
+//! transcript, so no lock is taken per frame. The write half stays with the runner, which can therefore
+//! send (`cancel`, `ping`) while it waits for events.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type WsSink = SplitSink<WsStream, Message>;
+
+/// Everything needed to open one connection.
+#[derive(Debug, Clone)]
+pub struct ConnectRequest {
+    /// The complete URL, query included (`ws://host:port/path?x=1`).
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub subprotocols: Vec<String>,
+    pub timeout: Duration,
+    /// Largest accepted frame and message, in bytes.
+    pub max_frame_bytes: usize,
+    /// A custom TLS config (`--ca-cert`, `--insecure`); `None`: the default roots.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// The upgrade response of an accepted connection.
+#[derive(Debug, Clone)]
+pub struct Handshake {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub subprotocol: Option<String>,
+    /// TCP + TLS + HTTP upgrade.
+    pub duration: Duration,
+    /// When the upgrade completed (before the reader task started).
+    pub completed_at: Instant,
+}
+
+/// A refused upgrade: the server answered with something other than 101.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub status: u16,
+    /// `401 Unauthorized`.
+    pub status_line: String,
+    pub headers: Vec<(String, String)>,
+    /// The body as received (lossy UTF-8), possibly partial.
+    pub body: String,
+    /// The body parsed as JSON, when it is JSON.
+    pub json: Option<Value>,
+}
+
+impl Refusal {
+    /// Headers as `name: value` lines, for failure details.
+    pub fn header_lines(&self) -> Vec<String> {
+        self.headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("expected 101 Switching Protocols, got {}: {}", .0.status_line, if .0.body.is_empty() { "(empty body)" } else { .0.body.as_str() })]
+    Refused(Box<Refusal>),
+    #[error("connecting to {url} timed out after {}", humantime::format_duration(*.after))]
+    Timeout { url: String, after: Duration },
+    #[error("invalid WebSocket URL '{url}': {message}")]
+    Url { url: String, message: String },
+    #[error("could not connect to {url}: {message}")]
+    Io { url: String, message: String },
+    #[error("TLS handshake with {url} failed: {message}")]
+    Tls { url: String, message: String },
+    #[error("WebSocket handshake with {url} failed: {message}")]
+    Protocol { url: String, message: String },
+}
+
+/// Why a connection's read side ended abnormally.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndError {
+    /// EOF without a close frame.
+    NoCloseFrame,
+    /// The peer reset the TCP connection.
+    Reset(String),
+    /// A frame or message exceeded `max_frame_bytes`.
+    TooLarge {
+        size: usize,
+        max: usize,
+    },
+    /// A text frame was not valid UTF-8.
+    InvalidUtf8(String),
+    /// Any other WebSocket protocol violation by the peer.
+    Protocol(String),
+    Io(String),
+}
+
+impl std::fmt::Display for EndError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EndError::NoCloseFrame => f.write_str("connection ended without a close frame"),
+            EndError::Reset(e) => write!(f, "connection reset by peer ({e})"),
+            EndError::TooLarge { size, max } => write!(
+                f,
+                "received a message of {size} bytes, larger than max_frame_bytes ({max} bytes); raise max_frame_bytes in wschat-suite.yaml if this is intended"
+            ),
+            EndError::InvalidUtf8(e) => write!(f, "received a text frame that is not valid UTF-8 ({e})"),
+            EndError::Protocol(e) => write!(f, "WebSocket protocol violation by the server: {e}"),
+            EndError::Io(e) => write!(f, "connection failed: {e}"),
+        }
+    }
+}
+
+/// One thing the reader task observed, stamped on arrival.
+#[derive(Debug)]
+pub struct Incoming {
+    pub at: Instant,
+    pub event: WsEvent,
+}
+
+#[derive(Debug)]
+pub enum WsEvent {
+    /// A text frame and its JSON parse (the error message when it is not JSON).
+    Text {
+        text: String,
+        json: Result<Value, String>,
+    },
+    Binary(Vec<u8>),
+    Ping(Vec<u8>),
+    Pong(Vec<u8>),
+    /// A close frame: code and reason (`None`: a close frame without a status code).
+    Close(Option<(u16, String)>),
+    /// The read side ended: `None` after a completed close handshake, else the reason.
+    End(Option<EndError>),
+}
+
+/// An open connection: the write half plus the channel fed by the reader task.
+pub struct WsConnection {
+    pub sink: WsSink,
+    pub rx: mpsc::UnboundedReceiver<Incoming>,
+    pub handshake: Handshake,
+    reader: JoinHandle<()>,
+}
+
+impl Drop for WsConnection {
+    fn drop(&mut self) {
+        // The reader would otherwise outlive the scenario on a connection the server keeps open.
+        self.reader.abort();
+    }
+}
+
+impl WsConnection {
+    /// Sends one message (flushing it).
+    pub async fn send(&mut self, msg: Message) -> Result<(), String> {
+        self.sink
+            .send(msg)
+            .await
+            .map_err(|e| describe_send_error(&e))
+    }
+
+    /// Sends a close frame with this code and reason.
+    pub async fn send_close(&mut self, code: u16, reason: &str) -> Result<(), String> {
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        };
+        self.send(Message::Close(Some(frame))).await
+    }
+}
+
+fn describe_send_error(e: &WsError) -> String {
+    match e {
+        WsError::ConnectionClosed | WsError::AlreadyClosed => {
+            "the connection is already closed".into()
+        }
+        WsError::Protocol(ProtocolError::SendAfterClosing) => {
+            "the connection is closing (a close frame was already exchanged)".into()
+        }
+        WsError::Io(io) => format!("write failed: {io}"),
+        other => other.to_string(),
+    }
+}
+
+/// Largest HTTP response head accepted during the handshake.
+const MAX_HEAD: usize = 64 * 1024;
+/// Largest refusal body kept.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// Opens a connection and starts its reader task.
+///
+/// The HTTP upgrade is done here rather than by tungstenite: tungstenite fails a handshake in which
+/// the client offered subprotocols and the server selected none, which RFC 6455 allows (and the
+/// protocol requires for unknown subprotocols); and a refusal's whole body is wanted for reports.
+pub async fn connect(req: &ConnectRequest) -> Result<WsConnection, ConnectError> {
+    let started = Instant::now();
+    match tokio::time::timeout(req.timeout, connect_inner(req, started)).await {
+        Ok(r) => r,
+        Err(_) => Err(ConnectError::Timeout {
+            url: redact_url(&req.url),
+            after: req.timeout,
+        }),
+    }
+}
+
+#[derive(Debug)]
+struct Target {
+    tls: bool,
+    host: String,
+    port: u16,
+    authority: String,
+    path_and_query: String,
+}
+
+fn parse_target(url: &str) -> Result<Target, String> {
+    let uri: tokio_tungstenite::tungstenite::http::Uri = url.parse().map_err(|e| format!("{e}"))?;
+    let tls = match uri.scheme_str() {
+        Some("ws") => false,
+        Some("wss") => true,
+        Some(other) => {
+            return Err(format!(
+                "unsupported scheme '{other}' (use ws:// or wss://)"
+            ))
+        }
+        None => return Err("missing scheme (use ws:// or wss://)".into()),
+    };
+    let host = uri.host().filter(|h| !h.is_empty()).ok_or("missing host")?;
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let authority = uri.authority().map(|a| a.as_str()).unwrap_or(host);
+    // Credentials in the URL are not sent in the Host header.
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, h)| h)
+        .to_owned();
+    let path_and_query = uri
+        .path_and_query()
+        .map_or("/".to_owned(), |p| p.as_str().to_owned());
+    let path_and_query = if path_and_query.is_empty() {
+        "/".to_owned()
+    } else {
+        path_and_query
+    };
+    Ok(Target {
+        tls,
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+        port,
+        authority,
+        path_and_query,
+    })
+}
+
+fn default_tls_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("the default provider supports the default protocol versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Arc::new(config)
+        })
+        .clone()
+}
+
+async fn connect_inner(
+    req: &ConnectRequest,
+    started: Instant,
+) -> Result<WsConnection, ConnectError> {
+    let shown = redact_url(&req.url);
+    let url_err = |message: String| ConnectError::Url {
+        url: shown.clone(),
+        message,
+    };
+    let target = parse_target(&req.url).map_err(url_err)?;
+    let mut head = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
+        target.path_and_query, target.authority
+    );
+    let key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
+    head.push_str(&format!("Sec-WebSocket-Key: {key}\r\n"));
+    if !req.subprotocols.is_empty() {
+        head.push_str(&format!(
+            "Sec-WebSocket-Protocol: {}\r\n",
+            req.subprotocols.join(", ")
+        ));
+    }
+    for (k, v) in &req.headers {
+        HeaderName::from_bytes(k.as_bytes())
+            .map_err(|e| url_err(format!("header name '{k}': {e}")))?;
+        HeaderValue::from_str(v).map_err(|e| url_err(format!("header '{k}': {e}")))?;
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+
+    let io_err = |e: std::io::Error| ConnectError::Io {
+        url: shown.clone(),
+        message: e.to_string(),
+    };
+    let tcp = TcpStream::connect((target.host.as_str(), target.port))
+        .await
+        .map_err(io_err)?;
+    // Small frames (a `cancel` during a stream) must not wait for Nagle.
+    let _ = tcp.set_nodelay(true);
+    let mut stream = if target.tls {
+        let config = req.tls.clone().unwrap_or_else(default_tls_config);
+        let name = rustls::pki_types::ServerName::try_from(target.host.clone())
+            .map_err(|e| url_err(format!("host '{}': {e}", target.host)))?;
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| ConnectError::Tls {
+                url: shown.clone(),
+                message: crate::transport::http::error_chain(&e),
+            })?;
+        MaybeTlsStream::Rustls(tls)
+    } else {
+        MaybeTlsStream::Plain(tcp)
+    };
+    stream.write_all(head.as_bytes()).await.map_err(io_err)?;
+    stream.flush().await.map_err(io_err)?;
+
+    let (resp, leftover) =
+        read_response_head(&mut stream)
+            .await
+            .map_err(|m| ConnectError::Protocol {
+                url: shown.clone(),
+                message: m,
+            })?;
+    let proto_err = |message: String| ConnectError::Protocol {
+        url: shown.clone(),
+        message,
+    };
+    if resp.status != 101 {
+        let body = read_body(&mut stream, &resp, leftover).await;
+        let json = serde_json::from_slice(&body).ok();
+        return Err(ConnectError::Refused(Box::new(Refusal {
+            status: resp.status,
+            status_line: resp.status_line(),
+            headers: resp.headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            json,
+        })));
+    }
+    let expected_accept =
+        tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    match resp.header("sec-websocket-accept") {
+        Some(a) if a.trim() == expected_accept => {}
+        Some(a) => {
+            return Err(proto_err(format!(
+                "Sec-WebSocket-Accept is '{a}', expected '{expected_accept}'"
+            )))
+        }
+        None => {
+            return Err(proto_err(
+                "the 101 response has no Sec-WebSocket-Accept header".into(),
+            ))
+        }
+    }
+    if !resp
+        .header("upgrade")
+        .is_some_and(|u| u.trim().eq_ignore_ascii_case("websocket"))
+    {
+        return Err(proto_err(
+            "the 101 response lacks 'Upgrade: websocket'".into(),
+        ));
+    }
+    let subprotocol = resp
+        .header("sec-websocket-protocol")
+        .map(|p| p.trim().to_owned());
+    if let Some(p) = &subprotocol {
+        if !req.subprotocols.iter().any(|o| o == p) {
+            return Err(proto_err(format!(
+                "the server selected subprotocol '{p}', which was not offered (offered: {})",
+                if req.subprotocols.is_empty() {
+                    "none".to_owned()
+                } else {
+                    req.subprotocols.join(", ")
+                }
+            )));
+        }
+    }
+    let config = WebSocketConfig::default()
+        .max_frame_size(Some(req.max_frame_bytes))
+        .max_message_size(Some(req.max_frame_bytes));
+    let ws =
+        WebSocketStream::from_partially_read(stream, leftover, Role::Client, Some(config)).await;
+    let handshake = Handshake {
+        status: resp.status,
+        headers: resp.headers,
+        subprotocol,
+        duration: started.elapsed(),
+        completed_at: Instant::now(),
+    };
+    let (sink, read) = ws.split();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let reader = tokio::spawn(read_loop(read, tx));
+    Ok(WsConnection {
+        sink,
+        rx,
+        handshake,
+        reader,
+    })
+}
+
+struct ResponseHead {
+    status: u16,
+    reason: String,
+    headers: Vec<(String, String)>,
+}
+
+impl ResponseHead {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn status_line(&self) -> String {
+        let reason = tokio_tungstenite::tungstenite::http::StatusCode::from_u16(self.status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .map(str::to_owned)
+            .unwrap_or_else(|| self.reason.clone());
+        if reason.is_empty() {
+            self.status.to_string()
+        } else {
+            format!("{} {reason}", self.status)
+        }
+    }
+}
+
+/// Reads and parses the response head; returns it and the bytes read past it.
+async fn read_response_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+) -> Result<(ResponseHead, Vec<u8>), String> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    let end = loop {
+        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break pos;
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(format!("the response head exceeds {MAX_HEAD} bytes"));
+        }
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("reading the response: {e}"))?;
+        if n == 0 {
+            return Err(if buf.is_empty() {
+                "the server closed the connection without answering the upgrade request".into()
+            } else {
+                format!(
+                    "the server closed the connection in the middle of the response head: {:?}",
+                    String::from_utf8_lossy(&buf)
+                )
+            });
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let leftover = buf[end + 4..].to_vec();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or("");
+    if !version.starts_with("HTTP/1.") {
+        return Err(format!("not an HTTP/1.x response: {status_line:?}"));
+    }
+    let status = parts
+        .next()
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
+    let reason = parts.next().unwrap_or("").to_owned();
+    let mut headers = Vec::new();
+    for line in lines {
+        let (k, v) = line
+            .split_once(':')
+            .ok_or_else(|| format!("bad header line {line:?}"))?;
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+    }
+    Ok((
+        ResponseHead {
+            status,
+            reason,
+            headers,
+        },
+        leftover,
+    ))
+}
+
+/// Reads a refusal's body (Content-Length, chunked, or to EOF), bounded in size; a body cut short
+/// is returned as far as it came.
+async fn read_body<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    resp: &ResponseHead,
+    mut body: Vec<u8>,
+) -> Vec<u8> {
+    let chunked = resp
+        .header("transfer-encoding")
+        .is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
+    let length = resp
+        .header("content-length")
+        .and_then(|l| l.trim().parse::<usize>().ok());
+    let want = match (chunked, length) {
+        (false, Some(n)) => Some(n.min(MAX_BODY)),
+        _ => None,
+    };
+    let mut chunk = [0u8; 4096];
+    loop {
+        if want.is_some_and(|w| body.len() >= w) || body.len() >= MAX_BODY {
+            break;
+        }
+        if chunked && body.windows(5).any(|w| w == b"0\r\n\r\n") {
+            break;
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+        }
+    }
+    if let Some(w) = want {
+        body.truncate(w);
+    }
+    if chunked {
+        body = dechunk(&body);
+    }
+    body
+}
+
+fn dechunk(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = raw;
+    loop {
+        let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
+            break;
+        };
+        let size_text = String::from_utf8_lossy(&rest[..eol]);
+        let Ok(size) = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+        else {
+            break;
+        };
+        rest = &rest[eol + 2..];
+        if size == 0 || rest.len() < size {
+            out.extend_from_slice(&rest[..size.min(rest.len())]);
+            break;
+        }
+        out.extend_from_slice(&rest[..size]);
+        rest = rest.get(size + 2..).unwrap_or(&[]);
+    }
+    out
+}
+
+async fn read_loop(mut read: SplitStream<WsStream>, tx: mpsc::UnboundedSender<Incoming>) {
+    loop {
+        let item = read.next().await;
+        let at = Instant::now();
+        let event = match item {
+            None => WsEvent::End(None),
+            Some(Ok(msg)) => match msg {
+                Message::Text(t) => {
+                    let text = t.as_str();
+                    let json = serde_json::from_str::<Value>(text).map_err(|e| e.to_string());
+                    WsEvent::Text {
+                        text: text.to_owned(),
+                        json,
+                    }
+                }
+                Message::Binary(b) => WsEvent::Binary(b.to_vec()),
+                Message::Ping(b) => WsEvent::Ping(b.to_vec()),
+                Message::Pong(b) => WsEvent::Pong(b.to_vec()),
+                Message::Close(frame) => {
+                    WsEvent::Close(frame.map(|f| (u16::from(f.code), f.reason.as_str().to_owned())))
+                }
+                // Raw frames are never produced when reading.
+                Message::Frame(_) => continue,
+            },
+            Some(Err(e)) => WsEvent::End(Some(classify_read_error(e))),
+        };
+        let end = matches!(event, WsEvent::End(_));
+        if tx.send(Incoming { at, event }).is_err() || end {
+            break;
+        }
+    }
+}
+
+fn classify_read_error(e: WsError) -> EndError {
+    match e {
+        WsError::ConnectionClosed | WsError::AlreadyClosed => EndError::NoCloseFrame,
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => EndError::NoCloseFrame,
+        WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => EndError::TooLarge {
+            size,
+            max: max_size,
+        },
+        WsError::Utf8(m) => EndError::InvalidUtf8(m),
+        WsError::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::BrokenPipe => EndError::Reset(io.to_string()),
+            std::io::ErrorKind::UnexpectedEof => EndError::NoCloseFrame,
+            _ => EndError::Io(io.to_string()),
+        },
+        WsError::Protocol(p) => EndError::Protocol(p.to_string()),
+        other => EndError::Io(other.to_string()),
+    }
+}
+
+/// Hides credentials in a URL: `token`/`api_key`/`access_token` query values and userinfo.
+pub fn redact_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let base = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            match authority.rsplit_once('@') {
+                Some((_, host)) => format!("{scheme}://***@{host}{path}"),
+                None => base.to_owned(),
+            }
+        }
+        None => base.to_owned(),
+    };
+    let Some(query) = query else {
+        return base;
+    };
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _)) if is_secret_name(k) => format!("{k}=***"),
+            _ => kv.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", parts.join("&"))
+}
+
+fn is_secret_name(k: &str) -> bool {
+    let k = k.to_ascii_lowercase();
+    matches!(
+        k.as_str(),
+        "token" | "api_key" | "apikey" | "access_token" | "key" | "password" | "secret" | "jwt"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    fn req(url: String) -> ConnectRequest {
+        ConnectRequest {
+            url,
+            headers: vec![("X-Test".into(), "1".into())],
+            subprotocols: vec!["wschat.v1".into()],
+            timeout: Duration::from_secs(5),
+            max_frame_bytes: 1024,
+            tls: None,
+        }
+    }
+
+    /// A one-shot server that accepts a WebSocket, then runs `script` on the raw socket.
+    async fn ws_server<F, Fut>(script: F) -> String
+    where
+        F: FnOnce(WebSocketStream<TcpStream>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            script(ws).await;
+        });
+        format!("ws://{addr}/ws")
+    }
+
+    async fn next(conn: &mut WsConnection) -> WsEvent {
+        tokio::time::timeout(Duration::from_secs(5), conn.rx.recv())
+            .await
+            .expect("event in time")
+            .expect("channel open")
+            .event
+    }
+
+    #[tokio::test]
+    async fn text_frames_arrive_parsed_and_close_ends_cleanly() {
+        let url = ws_server(|mut ws| async move {
+            ws.send(Message::text(r#"{"type":"connected"}"#))
+                .await
+                .unwrap();
+            ws.send(Message::text("{not json")).await.unwrap();
+            ws.close(Some(CloseFrame {
+                code: CloseCode::from(4401),
+                reason: "bye".into(),
+            }))
+            .await
+            .unwrap();
+            while ws.next().await.is_some() {}
+        })
+        .await;
+        let mut conn = connect(&req(url)).await.unwrap();
+        assert_eq!(conn.handshake.status, 101);
+        // wschat.v1 was offered and not selected: allowed (RFC 6455 4.2.2).
+        assert_eq!(conn.handshake.subprotocol, None);
+        match next(&mut conn).await {
+            WsEvent::Text { json: Ok(v), .. } => assert_eq!(v["type"], "connected"),
+            other => panic!("unexpected {other:?}"),
+        }
+        match next(&mut conn).await {
+            WsEvent::Text { json: Err(e), text } => {
+                assert_eq!(text, "{not json");
+                assert!(e.contains("line 1"), "{e}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        match next(&mut conn).await {
+            WsEvent::Close(Some((code, reason))) => {
+                assert_eq!((code, reason.as_str()), (4401, "bye"))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(next(&mut conn).await, WsEvent::End(None)));
+    }
+
+    #[tokio::test]
+    async fn refused_upgrade_keeps_status_and_body() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = tcp.read(&mut buf).await;
+            let body = r#"{"error":{"code":"AUTH_INVALID","message":"bad token"}}"#;
+            let resp = format!(
+                "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            tcp.write_all(resp.as_bytes()).await.unwrap();
+            let _ = tcp.shutdown().await;
+        });
+        let err = connect(&req(format!("ws://{addr}/x?token=secret")))
+            .await
+            .err()
+            .expect("refused");
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("expected 101 Switching Protocols, got 401 Unauthorized: {\"error\""),
+            "{msg}"
+        );
+        let ConnectError::Refused(r) = err else {
+            unreachable!()
+        };
+        assert_eq!(r.json.as_ref().unwrap()["error"]["code"], "AUTH_INVALID");
+        assert!(r
+            .header_lines()
+            .iter()
+            .any(|h| h == "content-type: application/json"));
+    }
+
+    #[tokio::test]
+    async fn closed_port_is_an_io_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let err = connect(&req(format!("ws://{addr}/")))
+            .await
+            .err()
+            .expect("refused");
+        assert!(matches!(err, ConnectError::Io { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("could not connect to ws://{addr}/")),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn oversized_binary_and_eof_are_reported() {
+        let url = ws_server(|mut ws| async move {
+            ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+            ws.send(Message::text("x".repeat(2000))).await.unwrap();
+            let _ = ws.flush().await;
+            let _ = ws.next().await;
+        })
+        .await;
+        let mut conn = connect(&req(url)).await.unwrap();
+        assert!(matches!(next(&mut conn).await, WsEvent::Binary(b) if b == [1, 2, 3]));
+        match next(&mut conn).await {
+            WsEvent::End(Some(
+                e @ EndError::TooLarge {
+                    size: 2000,
+                    max: 1024,
+                },
+            )) => {
+                assert!(e
+                    .to_string()
+                    .contains("larger than max_frame_bytes (1024 bytes)"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn eof_without_close_frame() {
+        let url = ws_server(|ws| async move {
+            let tcp = ws.into_inner();
+            drop(tcp);
+        })
+        .await;
+        let mut conn = connect(&req(url)).await.unwrap();
+        match next(&mut conn).await {
+            WsEvent::End(Some(e)) => {
+                assert!(
+                    matches!(e, EndError::NoCloseFrame | EndError::Reset(_)),
+                    "{e:?}"
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn invalid_utf8_text_is_reported() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            let mut tcp = ws.into_inner();
+            // FIN + text opcode, unmasked, 2 bytes: an invalid UTF-8 sequence.
+            tcp.write_all(&[0x81, 0x02, 0xC3, 0x28]).await.unwrap();
+            let mut buf = [0u8; 64];
+            let _ = tcp.read(&mut buf).await;
+        });
+        let mut conn = connect(&req(format!("ws://{addr}/"))).await.unwrap();
+        match next(&mut conn).await {
+            WsEvent::End(Some(e @ EndError::InvalidUtf8(_))) => {
+                assert!(e.to_string().contains("not valid UTF-8"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_are_decoded() {
+        assert_eq!(
+            dechunk(b"4\r\nWiki\r\n5;x=1\r\npedia\r\n0\r\n\r\n"),
+            b"Wikipedia"
+        );
+        assert_eq!(dechunk(b"a\r\nshort"), b"short");
+    }
+
+    #[test]
+    fn bad_urls_are_reported() {
+        assert!(parse_target("http://h/x")
+            .unwrap_err()
+            .contains("unsupported scheme 'http'"));
+        let t = parse_target("wss://user:pw@example.com/a?b=1").unwrap();
+        assert_eq!(
+            (
+                t.tls,
+                t.port,
+                t.authority.as_str(),
+                t.path_and_query.as_str()
+            ),
+            (true, 443, "example.com", "/a?b=1")
+        );
+        let t = parse_target("ws://[::1]:9/").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("::1", 9));
+    }
+
+    #[test]
+    fn redaction() {
+        assert_eq!(
+            redact_url("ws://h:1/p?token=abc&x=1&api_key=zz"),
+            "ws://h:1/p?token=***&x=1&api_key=***"
+        );
+        assert_eq!(redact_url("wss://user:pw@h/p"), "wss://***@h/p");
+        assert_eq!(redact_url("ws://h/p"), "ws://h/p");
+    }
+}
