@@ -35,7 +35,7 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     /// Enables `POST /api/v1/dev/token` and the token button of the test page.
     pub dev: bool,
-    /// Reserved for fault injection; ignored for now.
+    /// A deliberate protocol violation by name (`fault.rs`, `docs/FAULTS.md`); testing only.
     pub fault: Option<String>,
 }
 
@@ -83,6 +83,10 @@ impl Config {
             if d.is_zero() {
                 return Err(format!("{name} must be greater than zero"));
             }
+        }
+        if let Some(name) = &self.fault {
+            name.parse::<crate::fault::Fault>()
+                .map_err(|e| e.to_string())?;
         }
         Ok(())
     }

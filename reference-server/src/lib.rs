@@ -4,10 +4,12 @@
 //!
 //! Parts: [`config`] (settings), [`auth`] (tokens), [`store`] (sessions, history, skills; redb with a
 //! data folder), [`model`] (the scripted assistant), [`turn`] (plays a script as a turn), [`ws`] (the
-//! socket protocol), [`rest`] (the REST API), [`page`] (the browser test page).
+//! socket protocol), [`rest`] (the REST API), [`page`] (the browser test page), [`fault`] (deliberate
+//! protocol violations for testing test suites; off by default).
 
 pub mod auth;
 pub mod config;
+pub mod fault;
 pub mod model;
 pub mod page;
 pub mod protocol;
@@ -167,6 +169,13 @@ pub async fn start(mut config: Config) -> Result<ServerHandle, ServerError> {
         addr: config.bind,
         source,
     })?;
+    // `tcp-reset`: sockets close with zero linger, so dropping one sends RST instead of FIN.
+    let reset = fault::Fault::from_config(&config.fault) == Some(fault::Fault::TcpReset);
+    let listener = axum::serve::ListenerExt::tap_io(listener, move |tcp| {
+        if reset {
+            let _ = tcp.set_zero_linger();
+        }
+    });
     let state = AppState::new(config, store);
     let app = router(state.clone());
     let mut shutdown = state.shutdown.subscribe();

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand};
+use reference_server::fault::Fault;
 use reference_server::{mint_token, random_secret, start, Config};
 use tracing_subscriber::EnvFilter;
 
@@ -72,8 +74,9 @@ struct ServeArgs {
     /// Enable POST /api/v1/dev/token and print a dev token at startup.
     #[arg(long)]
     dev: bool,
-    /// Reserved for fault injection.
-    #[arg(long, hide = true)]
+    /// TESTING ONLY: break the protocol on purpose in one named way, to check that a conformance
+    /// suite catches it (see docs/FAULTS.md). Never use it for a real deployment.
+    #[arg(long, value_name = "NAME", value_parser = PossibleValuesParser::new(Fault::names()))]
     fault: Option<String>,
 }
 
@@ -143,6 +146,9 @@ fn serve(args: ServeArgs) -> ExitCode {
             fault: args.fault,
         };
         let dev = config.dev;
+        if let Some(f) = &config.fault {
+            eprintln!("FAULT INJECTION ACTIVE: '{f}'. This server breaks the protocol on purpose.");
+        }
         let handle = match start(config).await {
             Ok(h) => h,
             Err(e) => {

@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 
+use crate::fault::{self, Fault};
 use crate::model::{long_word, split_tokens, Action, Answer, Replies, Script};
 use crate::state::{AppState, Outgoing, TurnGuard};
 
@@ -57,6 +58,10 @@ pub struct TurnCtx {
     pub stop: watch::Receiver<Stop>,
     pub pending: PendingSlot,
     pub slot: TurnSlot,
+    /// The injected fault, if any (`fault.rs`); `None` in every normal server.
+    pub fault: Option<Fault>,
+    /// `tcp-reset` only: notified when the turn wants the connection dropped.
+    pub sever: Option<Arc<Notify>>,
 }
 
 enum Outcome {
@@ -141,7 +146,10 @@ impl TurnCtx {
         result
     }
 
-    async fn play(&mut self, script: Script) -> Result<Outcome, Interrupt> {
+    async fn play(&mut self, mut script: Script) -> Result<Outcome, Interrupt> {
+        if let Some(f) = self.fault {
+            f.rewrite_script(&mut script);
+        }
         let pace = script.pace.unwrap_or(self.state.config.token_pace);
         let mut replies = Replies::default();
         for action in script.actions {
@@ -161,6 +169,11 @@ impl TurnCtx {
                         .await;
                     let ev = json!({"type": "confirmation_request", "request_id": request_id, "tool": tool,
                         "arguments": arguments, "prompt": prompt});
+                    if self.fault == Some(Fault::ConfirmationIgnored) {
+                        // Asks, but goes on at once as if denied: no reply awaited, no result sent.
+                        self.emit(ev).await?;
+                        continue;
+                    }
                     let approved = match self.ask(ReplyKind::Confirmation, &request_id, ev).await? {
                         Some(Reply::Confirmation(a)) => a,
                         _ => {
@@ -173,7 +186,7 @@ impl TurnCtx {
                     replies.approved = Some(approved);
                     self.emit(json!({"type": "confirmation_result", "request_id": request_id, "approved": approved}))
                         .await?;
-                    if approved {
+                    if approved || self.fault == Some(Fault::GuardedToolAfterDeny) {
                         for ev in on_approve {
                             self.emit(ev).await?;
                         }
@@ -214,7 +227,7 @@ impl TurnCtx {
     ) -> Result<Outcome, Interrupt> {
         let mut content = String::new();
         let mut index = 0u64;
-        let mut tokens: Box<dyn Iterator<Item = String> + Send> = match &answer {
+        let tokens: Box<dyn Iterator<Item = String> + Send> = match &answer {
             Answer::Long(n) => Box::new((0..*n).map(long_word)),
             Answer::Parts(_) => {
                 let rendered = answer.render(replies);
@@ -225,9 +238,22 @@ impl TurnCtx {
                 Box::new(toks.into_iter())
             }
         };
-        for tok in tokens.by_ref() {
+        let pace = match self.fault {
+            Some(Fault::SlowDrip) => fault::SLOW_DRIP_PACE,
+            _ => pace,
+        };
+        let mut tokens = tokens.peekable();
+        while let Some(tok) = tokens.next() {
             if index > 0 {
                 self.pause(pace).await?;
+            }
+            if let Some(f) = self.fault {
+                self.stream_fault(f, index).await?;
+                if f == Fault::TokensMismatch && tokens.peek().is_none() {
+                    // The last token is lost on the way, but the answer still has it.
+                    content.push_str(&tok);
+                    break;
+                }
             }
             self.emit(json!({"type": "token", "index": index, "content": tok}))
                 .await?;
@@ -238,6 +264,26 @@ impl TurnCtx {
             content,
             token_count: index,
         })
+    }
+}
+
+impl TurnCtx {
+    /// Mid-stream faults, before token `index` is sent: `stall-mid-stream` stops sending (and waits
+    /// for the turn to be stopped), `tcp-reset` asks the connection to drop and then waits the same way.
+    async fn stream_fault(&mut self, f: Fault, index: u64) -> Result<(), Interrupt> {
+        if index != fault::TOKENS_BEFORE_BREAK {
+            return Ok(());
+        }
+        match f {
+            Fault::StallMidStream => Err(Interrupt(stopped(&mut self.stop).await)),
+            Fault::TcpReset => {
+                if let Some(n) = &self.sever {
+                    n.notify_one();
+                }
+                Err(Interrupt(stopped(&mut self.stop).await))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -282,13 +328,23 @@ pub async fn run_turn(mut ctx: TurnCtx, script: Script) {
         }
     };
     if let Some(ev) = outcome {
-        let msg = ctx.stamp(ev);
-        // Only an abort may interrupt the terminal event: a cancel now is too late to matter.
-        let mut stop = ctx.stop.clone();
-        tokio::select! {
-            biased;
-            _ = stop.wait_for(|s| *s == Stop::Abort) => {}
-            _ = ctx.out.send(msg) => {}
+        // Faults that break the end of a turn: the terminal twice, or a token after it.
+        let after = match ctx.fault {
+            Some(Fault::SecondTerminal) => Some(ev.clone()),
+            Some(Fault::TokenAfterTerminal) if ev["type"] == "final_answer" => {
+                Some(json!({"type": "token", "index": ev["token_count"], "content": "."}))
+            }
+            _ => None,
+        };
+        for ev in std::iter::once(ev).chain(after) {
+            let msg = ctx.stamp(ev);
+            // Only an abort may interrupt the terminal event: a cancel now is too late to matter.
+            let mut stop = ctx.stop.clone();
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s == Stop::Abort) => {}
+                _ = ctx.out.send(msg) => {}
+            }
         }
     }
     lock(&ctx.pending).take();

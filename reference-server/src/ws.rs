@@ -17,11 +17,12 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
 
 use crate::auth::{self, strip_bearer, verify_token, AuthError, Claims};
+use crate::fault::{self, Fault};
 use crate::model;
 use crate::protocol::{
     closing_event, error_event, parse_client_message, pong_event, ClientMessage, PROTOCOL,
@@ -80,14 +81,16 @@ pub async fn ws_handler(
         )
         .into_response();
     };
+    let fault = Fault::from_config(&state.config.fault);
     let handshake_user = match auth::token_from_request(&headers, &query) {
         None => None,
         Some(token) => {
             let claims = match verify_token(&state.config.jwt_secret, &token) {
                 Ok(c) => c,
+                Err(_) if fault == Some(Fault::AuthAcceptsBadToken) => owner_claims(&owner),
                 Err(e) => return ApiError::unauthorized(&e).into_response(),
             };
-            if claims.sub != owner {
+            if claims.sub != owner && fault != Some(Fault::AcceptsOtherUsersSession) {
                 return ApiError::new(
                     StatusCode::FORBIDDEN,
                     "SESSION_FORBIDDEN",
@@ -118,7 +121,7 @@ pub async fn ws_handler(
         .read_buffer_size(4096)
         .write_buffer_size(0)
         .on_upgrade(move |socket| async move {
-            let conn = Connection::new(state, session_id, owner, socket, handshake_user);
+            let conn = Connection::new(state, session_id, owner, socket, handshake_user, fault);
             conn.run().await;
         })
 }
@@ -154,10 +157,30 @@ impl TokenBucket {
     }
 }
 
+/// Claims that let anyone in as the session owner (`auth-accepts-bad-token`).
+fn owner_claims(owner: &str) -> Claims {
+    Claims {
+        sub: owner.to_owned(),
+        exp: 0,
+        iat: None,
+        admin: None,
+    }
+}
+
+/// Resolves when the turn asks for the connection to be dropped (`tcp-reset`); never without it.
+async fn severed(n: Option<&Notify>) {
+    match n {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Why the reader loop ended.
 enum End {
     /// The client closed or the TCP connection ended: nothing more to send.
     ClientGone,
+    /// `tcp-reset`: drop the connection now, without a close frame.
+    Sever,
     /// The server closes: optionally a `closing` event, then a close frame.
     Close {
         reason: Option<&'static str>,
@@ -182,6 +205,10 @@ struct Connection {
     /// held while a turn queues its terminal event, and aborting must not wait for it).
     turn: Option<(JoinHandle<()>, Arc<watch::Sender<Stop>>)>,
     bucket: TokenBucket,
+    /// The injected fault, if any (`fault.rs`).
+    fault: Option<Fault>,
+    /// `tcp-reset` only: a turn notifies it to have the connection dropped.
+    sever: Option<Arc<Notify>>,
 }
 
 impl Connection {
@@ -191,6 +218,7 @@ impl Connection {
         owner: String,
         socket: WebSocket,
         handshake_user: Option<(Claims, UserSlot)>,
+        fault: Option<Fault>,
     ) -> Connection {
         let guard = state.connection_opened();
         let (sink, stream) = socket.split();
@@ -215,6 +243,8 @@ impl Connection {
             pending: Arc::new(std::sync::Mutex::new(None)),
             turn: None,
             bucket,
+            fault,
+            sever: (fault == Some(Fault::TcpReset)).then(|| Arc::new(Notify::new())),
         }
     }
 
@@ -230,6 +260,9 @@ impl Connection {
     async fn connected(&mut self) {
         let user = self.user.clone().unwrap_or_default();
         self.state.register_socket(self.guard.id, self.out.clone());
+        if self.fault == Some(Fault::NoConnected) {
+            return;
+        }
         let len = self.state.store.history_len(&self.session_id).unwrap_or(0);
         self.send(
             json!({"type": "connected", "session_id": self.session_id, "user_id": user,
@@ -239,6 +272,10 @@ impl Connection {
     }
 
     async fn run(mut self) {
+        if self.fault == Some(Fault::WrongFirstEvent) {
+            self.send(json!({"type": "broadcast", "content": "welcome", "from": "server"}))
+                .await;
+        }
         if self.user.is_some() {
             self.connected().await;
         }
@@ -246,10 +283,13 @@ impl Connection {
         self.stop_turn().await;
         match end {
             End::ClientGone => {}
+            // The writer dies with whatever it still holds; the socket goes when `self` is dropped.
+            End::Sever => self.writer.abort(),
             End::Close { reason, code, text } => {
                 if let Some(r) = reason {
                     self.send(closing_event(r)).await;
                 }
+                let code = fault::close_code(self.fault, code);
                 let _ = self.out.send(Outgoing::Close(code, text)).await;
                 // Wait (bounded) for the client's close frame so the close handshake completes.
                 let stream = &mut self.stream;
@@ -285,12 +325,14 @@ impl Connection {
         let auth_deadline = Instant::now() + auth_timeout;
         let mut idle_deadline = Instant::now() + idle_timeout;
         let mut shutdown = self.state.shutdown.subscribe();
+        let sever = self.sever.clone();
         loop {
             let frame = tokio::select! {
                 biased;
                 _ = shutdown.wait_for(|s| *s) => {
                     return End::Close { reason: Some("shutdown"), code: 1001, text: "server shutting down" };
                 }
+                _ = severed(sever.as_deref()) => return End::Sever,
                 _ = sleep_until(auth_deadline), if self.user.is_none() => {
                     return End::Close { reason: Some("auth_timeout"), code: 4408, text: "authentication timeout" };
                 }
@@ -355,6 +397,13 @@ impl Connection {
                 continue;
             }
             match parsed {
+                Err(e) if e.code == "INVALID_JSON" && self.fault == Some(Fault::BadJsonCloses) => {
+                    return End::Close {
+                        reason: None,
+                        code: 1003,
+                        text: "invalid JSON",
+                    };
+                }
                 Err(e) => self.send_error(e.code, &e.message).await,
                 Ok(m) => {
                     if let Some(end) = self.handle(m).await {
@@ -401,6 +450,7 @@ impl Connection {
         let token = strip_bearer(&token);
         let claims = match verify_token(&self.state.config.jwt_secret, token) {
             Ok(c) => c,
+            Err(_) if self.fault == Some(Fault::AuthAcceptsBadToken) => owner_claims(&self.owner),
             Err(e) => {
                 let message = match &e {
                     AuthError::Invalid(why) => format!("token is invalid: {why}"),
@@ -415,7 +465,7 @@ impl Connection {
                 });
             }
         };
-        if claims.sub != self.owner {
+        if claims.sub != self.owner && self.fault != Some(Fault::AcceptsOtherUsersSession) {
             self.send(json!({"type": "auth_error", "code": "SESSION_FORBIDDEN",
                 "message": format!("session '{}' belongs to another user", self.session_id)}))
                 .await;
@@ -445,12 +495,24 @@ impl Connection {
                 )
                 .await
             }
-            ClientMessage::Ping { nonce } => self.send(pong_event(nonce)).await,
+            ClientMessage::Ping { nonce } => match self.fault {
+                Some(Fault::MissingPong) => {}
+                Some(Fault::PongWrongNonce) => {
+                    self.send(pong_event(fault::double_encoded(nonce))).await
+                }
+                _ => self.send(pong_event(nonce)).await,
+            },
             ClientMessage::Cancel { turn_id } => {
                 let slot = self.turn_slot.lock().await;
                 match slot.as_ref() {
                     Some(t) if turn_id.as_ref().is_none_or(|id| *id == t.turn_id) => {
-                        t.stop.send_replace(Stop::Cancel);
+                        match self.fault {
+                            Some(Fault::CancelIgnored) => {}
+                            Some(Fault::CancelLate) => cancel_late(t.stop.clone()),
+                            _ => {
+                                t.stop.send_replace(Stop::Cancel);
+                            }
+                        }
                     }
                     Some(t) => {
                         let m = format!(
@@ -589,6 +651,8 @@ impl Connection {
             stop: stop_rx,
             pending: self.pending.clone(),
             slot: self.turn_slot.clone(),
+            fault: self.fault,
+            sever: self.sever.clone(),
         };
         self.turn = Some((tokio::spawn(turn::run_turn(ctx, script)), stop_tx));
         None
@@ -603,6 +667,21 @@ impl Connection {
             }
         }
     }
+}
+
+/// `cancel-late`: the turn is cancelled after a delay, unless it has stopped by then (a socket that
+/// is closing must not have its `Abort` overwritten).
+fn cancel_late(stop: Arc<watch::Sender<Stop>>) {
+    tokio::spawn(async move {
+        tokio::time::sleep(fault::CANCEL_LATE_DELAY).await;
+        stop.send_if_modified(|s| {
+            let running = *s == Stop::Running;
+            if running {
+                *s = Stop::Cancel;
+            }
+            running
+        });
+    });
 }
 
 /// A frame over the hard limit surfaces as tungstenite's capacity error, wrapped by axum.
