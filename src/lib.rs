@@ -9,7 +9,11 @@
 //! - [`report`]: reporters that consume run events (terminal, JSON, JUnit, TAP, HTML).
 //! - [`cli`]: argument parsing and the exit codes.
 
+pub mod check;
 pub mod cli;
+pub mod load;
+pub mod record;
+pub mod replay;
 pub mod report;
 pub mod rules;
 pub mod runner;
