@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::report::{ColorChoice, ReportOptions, Reporter, Secret};
+use crate::report::{Baseline, ColorChoice, ReportOptions, Reporter, Secret};
 use crate::runner::{self, RunOptions};
 use crate::scenario::{load_suite, Level, LoadError, LoadOptions, Suite};
 use crate::transport::tls::TlsSettings;
@@ -46,12 +46,86 @@ pub enum Command {
     Run(RunArgs),
     /// Load scenarios, rules and schemas without running anything.
     Validate(PathsArgs),
-    /// List the scenarios: name, level, tags, file.
-    List(PathsArgs),
+    /// List the scenarios: name, level, tags, file (`--json`: a JSON array).
+    List(ListArgs),
     /// Run the bundled reference server in the foreground.
     Serve(ServeArgs),
     /// Mint an HS256 token for a user.
     Token(TokenArgs),
+    /// Load test: virtual users running one scenario with every check on (latency, throughput, errors).
+    Load(crate::load::LoadArgs),
+    /// Work with JSON reports (`report merge` for sharded runs).
+    #[command(subcommand)]
+    Report(ReportCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Run scenarios and write one transcript (JSONL) per scenario, secrets redacted.
+    Record(crate::record::RecordArgs),
+    /// Validate recorded transcripts offline against a suite's schemas and rules.
+    Check(crate::check::CheckArgs),
+    /// Serve recorded transcripts as a stand-in server, or run a suite against its fixtures.
+    Replay(crate::replay::ReplayArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Merge the JSON reports of shards into one run: prints it, writes reports, exits with its verdict.
+    Merge(MergeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// JSON reports (`run --report-json`) of disjoint shards.
+    #[arg(required = true, value_name = "JSON")]
+    pub inputs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub out: ReportFileArgs,
+}
+
+/// Outputs and verdict options shared by `run` and `report merge`.
+#[derive(Debug, Args)]
+pub struct ReportFileArgs {
+    #[arg(long, value_enum, default_value = "auto")]
+    pub color: ColorArg,
+    /// Write a JSON report.
+    #[arg(long, value_name = "FILE")]
+    pub report_json: Option<PathBuf>,
+    /// Write a JUnit XML report.
+    #[arg(long, value_name = "FILE")]
+    pub report_junit: Option<PathBuf>,
+    /// Write a TAP 13 report.
+    #[arg(long, value_name = "FILE")]
+    pub report_tap: Option<PathBuf>,
+    /// Write an HTML report.
+    #[arg(long, value_name = "FILE")]
+    pub report_html: Option<PathBuf>,
+    /// A secret to redact from every output, NAME=VALUE (repeatable).
+    #[arg(long = "secret", value_name = "NAME=VALUE")]
+    pub secrets: Vec<String>,
+    /// Known failures: listed scenarios may fail without failing the run.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+    /// Failures at this level or stricter fail the run.
+    #[arg(long, value_enum, default_value = "must")]
+    pub fail_level: LevelArg,
+    /// Received frames shown per failure.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub frames: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub paths: PathsArgs,
+    /// Print a JSON array (name, description, level, tags, requires, location, file).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -107,32 +181,24 @@ pub struct RunArgs {
     /// Accept any server certificate (testing only).
     #[arg(long)]
     pub insecure: bool,
-    #[arg(long, value_enum, default_value = "auto")]
-    pub color: ColorArg,
-    /// Write a JSON report.
+    /// Only scenarios of this level; repeatable, any may match.
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    pub level: Vec<LevelArg>,
+    /// Run shard K of N (1-based) of the selected scenarios, split by sorted name (docs/REPORTS.md).
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<runner::select::Shard>,
+    /// After the first failure that fails the run, start no new scenario; the rest are skipped.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Re-run a failed scenario up to N more times; a later pass is reported as flaky.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub retries: u32,
+    /// Take message schemas from this AsyncAPI 2.x/3.x document instead of a schemas folder
+    /// (overrides the suite's `asyncapi:` and `schemas:`).
     #[arg(long, value_name = "FILE")]
-    pub report_json: Option<PathBuf>,
-    /// Write a JUnit XML report.
-    #[arg(long, value_name = "FILE")]
-    pub report_junit: Option<PathBuf>,
-    /// Write a TAP 13 report.
-    #[arg(long, value_name = "FILE")]
-    pub report_tap: Option<PathBuf>,
-    /// Write an HTML report.
-    #[arg(long, value_name = "FILE")]
-    pub report_html: Option<PathBuf>,
-    /// A secret to redact from every output, NAME=VALUE (repeatable).
-    #[arg(long = "secret", value_name = "NAME=VALUE")]
-    pub secrets: Vec<String>,
-    /// Known failures: listed scenarios may fail without failing the run.
-    #[arg(long, value_name = "FILE")]
-    pub baseline: Option<PathBuf>,
-    /// Failures at this level or stricter fail the run.
-    #[arg(long, value_enum, default_value = "must")]
-    pub fail_level: LevelArg,
-    /// Received frames shown per failure.
-    #[arg(long, default_value_t = 8, value_name = "N")]
-    pub frames: usize,
+    pub asyncapi: Option<PathBuf>,
+    #[command(flatten)]
+    pub out: ReportFileArgs,
 }
 
 #[derive(Debug, Args)]
@@ -286,8 +352,14 @@ fn dispatch(cli: Cli) -> u8 {
         Command::Run(a) => cmd_run(a),
         Command::Validate(a) => cmd_validate(a),
         Command::List(a) => cmd_list(a),
+        Command::Report(ReportCommand::Merge(a)) => cmd_report_merge(a),
+        Command::Completions(a) => cmd_completions(a),
         Command::Serve(a) => cmd_serve(a),
         Command::Token(a) => cmd_token(a),
+        Command::Load(a) => crate::load::cmd_load(a),
+        Command::Record(a) => crate::record::cmd_record(a),
+        Command::Check(a) => crate::check::cmd_check(a),
+        Command::Replay(a) => crate::replay::cmd_replay(a),
     };
     r.unwrap_or_else(|code| code)
 }
@@ -320,8 +392,28 @@ fn level_name(l: Level) -> &'static str {
     }
 }
 
-fn cmd_list(a: PathsArgs) -> Result<u8, u8> {
-    let suite = load(&a.paths, &a.vars)?;
+fn cmd_list(a: ListArgs) -> Result<u8, u8> {
+    let suite = load(&a.paths.paths, &a.paths.vars)?;
+    if a.json {
+        let items: Vec<serde_json::Value> = suite
+            .scenarios
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "name": s.name,
+                    "description": s.description,
+                    "level": level_name(s.level),
+                    "tags": s.tags,
+                    "requires": s.requires,
+                    "location": s.loc.to_string(),
+                    "file": s.loc.file.display().to_string(),
+                })
+            })
+            .collect();
+        let text = serde_json::to_string_pretty(&items).expect("JSON values serialize");
+        println!("{text}");
+        return Ok(EXIT_OK);
+    }
     let width = suite
         .scenarios
         .iter()
@@ -396,29 +488,35 @@ fn cmd_serve(a: ServeArgs) -> Result<u8, u8> {
     })
 }
 
-fn cmd_run(a: RunArgs) -> Result<u8, u8> {
-    let mut suite = load(&a.paths, &a.vars)?;
-    let total = suite.scenarios.len();
-    suite.scenarios.retain(|s| {
-        (a.filter.is_empty() || a.filter.iter().any(|g| glob_match(g, &s.name)))
-            && (a.tag.is_empty() || a.tag.iter().any(|t| s.tags.contains(t)))
-    });
-    if suite.scenarios.is_empty() {
-        report_error(if total == 0 {
-            "no scenario found in the given paths".to_owned()
-        } else {
-            format!("none of the {total} scenario(s) matches --filter/--tag")
-        });
-        return Err(EXIT_USAGE);
+/// Whether a `--var` name looks like a credential; such values are redacted like `--secret`s.
+fn is_credential_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["token", "secret", "password", "passwd", "api_key", "apikey"]
+        .iter()
+        .any(|w| n.contains(w))
+}
+
+fn level_of(l: LevelArg) -> Level {
+    match l {
+        LevelArg::Must => Level::Must,
+        LevelArg::Should => Level::Should,
+        LevelArg::May => Level::May,
     }
-    let mut secrets = Vec::new();
+}
+
+/// The reporting options of `run` and `report merge`, with extra secrets to redact.
+fn report_options(
+    a: &ReportFileArgs,
+    target: Option<String>,
+    mut secrets: Vec<Secret>,
+) -> Result<ReportOptions, u8> {
     for s in &a.secrets {
         secrets.push(Secret::parse_arg(s).map_err(|e| {
             report_error(e);
             EXIT_USAGE
         })?);
     }
-    let report_opts = ReportOptions {
+    Ok(ReportOptions {
         json: a.report_json.clone(),
         junit: a.report_junit.clone(),
         tap: a.report_tap.clone(),
@@ -430,19 +528,76 @@ fn cmd_run(a: RunArgs) -> Result<u8, u8> {
         },
         secrets,
         baseline: a.baseline.clone(),
-        target: a.target.clone(),
-        fail_level: match a.fail_level {
-            LevelArg::Must => Level::Must,
-            LevelArg::Should => Level::Should,
-            LevelArg::May => Level::May,
-        },
+        target,
+        fail_level: level_of(a.fail_level),
         frames: a.frames,
         ..Default::default()
-    };
+    })
+}
+
+fn cmd_run(a: RunArgs) -> Result<u8, u8> {
+    let mut suite = load(&a.paths, &a.vars)?;
+    if let Some(doc) = &a.asyncapi {
+        if !doc.is_file() {
+            report_error(format!("--asyncapi {}: no such file", doc.display()));
+            return Err(EXIT_USAGE);
+        }
+        suite.config.asyncapi = Some(doc.clone());
+    }
+    let total = suite.scenarios.len();
+    suite.scenarios.retain(|s| {
+        (a.filter.is_empty() || a.filter.iter().any(|g| glob_match(g, &s.name)))
+            && (a.tag.is_empty() || a.tag.iter().any(|t| s.tags.contains(t)))
+    });
+    let levels: Vec<Level> = a.level.iter().copied().map(level_of).collect();
+    suite.scenarios = runner::select::by_level(std::mem::take(&mut suite.scenarios), &levels);
+    let selected = suite.scenarios.len();
+    if let Some(shard) = a.shard {
+        suite.scenarios = shard.select(std::mem::take(&mut suite.scenarios));
+    }
+    // An empty shard is normal when a small selection is split many ways: it still runs (and
+    // writes its reports, which `report merge` expects), with nothing in it.
+    if selected == 0 {
+        report_error(if total == 0 {
+            "no scenario found in the given paths".to_owned()
+        } else {
+            format!("none of the {total} scenario(s) matches --filter/--tag/--level")
+        });
+        return Err(EXIT_USAGE);
+    }
+    // The embedded server's secret is chosen here so every report can redact it.
+    let jwt_secret = runner::resolver::random_secret();
+    let mut secrets = vec![Secret::new("JWT_SECRET", jwt_secret.clone())];
+    for (k, v) in &a.vars {
+        if is_credential_name(k) {
+            secrets.push(Secret::new(k.to_ascii_uppercase(), v.clone()));
+        }
+    }
+    let report_opts = report_options(&a.out, a.target.clone(), secrets)?;
     let mut reporters = report_opts.build().map_err(|e| {
         report_error(e);
         EXIT_USAGE
     })?;
+    let fail_fast = if a.fail_fast {
+        let tolerated = match &a.out.baseline {
+            Some(p) => Baseline::load(p)
+                .map_err(|e| {
+                    report_error(e);
+                    EXIT_USAGE
+                })?
+                .entries
+                .into_iter()
+                .map(|e| e.name)
+                .collect(),
+            None => Default::default(),
+        };
+        Some(runner::FailFast {
+            level: report_opts.fail_level,
+            tolerated,
+        })
+    } else {
+        None
+    };
     let opts = RunOptions {
         target: a.target.clone(),
         vars: a.vars.iter().cloned().collect(),
@@ -452,6 +607,11 @@ fn cmd_run(a: RunArgs) -> Result<u8, u8> {
             ca_cert: a.ca_cert.clone(),
             insecure: a.insecure,
         },
+        retries: a.retries,
+        fail_fast,
+        live: std::env::var("WSCHAT_LIVE").is_ok_and(|v| v == "1"),
+        token: std::env::var("WSCHAT_TOKEN").ok().filter(|t| !t.is_empty()),
+        embedded_jwt_secret: Some(jwt_secret),
     };
     let rt = runtime()?;
     let outcome = rt.block_on(async move {
@@ -486,6 +646,35 @@ fn cmd_run(a: RunArgs) -> Result<u8, u8> {
     })
 }
 
+/// `report merge`: the shards' reports become one run, rendered and judged like a single run.
+fn cmd_report_merge(a: MergeArgs) -> Result<u8, u8> {
+    let report = crate::report::merge::merge_files(&a.inputs).map_err(|e| {
+        report_error(e);
+        EXIT_USAGE
+    })?;
+    let opts = report_options(&a.out, None, Vec::new())?;
+    let mut reporters = opts.build().map_err(|e| {
+        report_error(e);
+        EXIT_USAGE
+    })?;
+    if let Err(e) = reporters.replay(&report) {
+        report_error(format!("could not write the report: {e}"));
+        return Err(EXIT_ENV);
+    }
+    Ok(if reporters.decision().success {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    })
+}
+
+fn cmd_completions(a: CompletionsArgs) -> Result<u8, u8> {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    clap_complete::generate(a.shell, &mut cmd, "wschat-check", &mut std::io::stdout());
+    Ok(EXIT_OK)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,6 +694,23 @@ mod tests {
         assert_eq!(parse_var("a=b=c").unwrap(), ("a".into(), "b=c".into()));
         assert!(parse_var("=x").is_err());
         assert!(parse_var("novalue").is_err());
+    }
+
+    #[test]
+    fn credential_named_vars_are_secrets() {
+        for n in [
+            "token",
+            "api_key",
+            "ADMIN_TOKEN",
+            "db_password",
+            "apiKey",
+            "client_secret",
+        ] {
+            assert!(is_credential_name(n), "{n}");
+        }
+        for n in ["user", "session", "chat", "nonce"] {
+            assert!(!is_credential_name(n), "{n}");
+        }
     }
 
     #[test]

@@ -71,9 +71,18 @@ fn selectors_of(kind: &RuleKind) -> Vec<&Selector> {
             one_of.iter().collect()
         }
         RuleKind::OnlyBefore { until, allowed, .. } => until.iter().chain(allowed).collect(),
-        RuleKind::FollowedBy { event, one_of, .. } | RuleKind::PrecededBy { event, one_of, .. } => {
-            event.iter().chain(one_of).collect()
+        RuleKind::FollowedBy {
+            event,
+            one_of,
+            ignoring,
+            ..
         }
+        | RuleKind::PrecededBy {
+            event,
+            one_of,
+            ignoring,
+            ..
+        } => event.iter().chain(one_of).chain(ignoring).collect(),
         RuleKind::Terminal {
             terminal, restart, ..
         } => terminal.iter().chain(restart).collect(),
@@ -114,7 +123,7 @@ fn selectors_of(kind: &RuleKind) -> Vec<&Selector> {
         } => items
             .iter()
             .chain(scope(sc))
-            .chain(std::iter::once(&equals.event))
+            .chain(equals.iter().map(|e| &e.event))
             .chain(count.iter().map(|c| &c.event))
             .collect(),
     }
@@ -126,11 +135,15 @@ const NON_STRING: char = '\u{1}';
 const ABSENT: &str = "\u{2}";
 /// The scope value when the whole connection is the scope.
 const CONNECTION: &str = "";
+/// The key value of every frame of a keyless `pair`/`lifecycle`.
+const KEYLESS: &str = "\u{3}";
 
 /// The key of a frame: the string itself for a plain string key (no allocation), else JSON text.
 fn key_value<'a>(spec: &KeySpec, ev: &'a Value) -> Option<Cow<'a, str>> {
-    if let [p] = spec.pointers.as_slice() {
-        return pointer_key(p, ev);
+    match spec.pointers.as_slice() {
+        [] => return Some(Cow::Borrowed(KEYLESS)),
+        [p] => return pointer_key(p, ev),
+        _ => {}
     }
     let mut parts = Vec::with_capacity(spec.pointers.len());
     for p in &spec.pointers {
@@ -161,6 +174,8 @@ fn canonical(v: &Value) -> Value {
 fn show_key(k: &str) -> String {
     if k == ABSENT {
         "(absent)".to_owned()
+    } else if k == KEYLESS {
+        "(keyless)".to_owned()
     } else if let Some(json) = k.strip_prefix(NON_STRING) {
         json.to_owned()
     } else {
@@ -168,7 +183,23 @@ fn show_key(k: &str) -> String {
     }
 }
 
-fn scope_value<'a>(scope: &Scope, ev: &'a Value) -> Option<Cow<'a, str>> {
+/// The scope value of a frame: by the matched selector's own `scope` when it has one, else by
+/// the rule's scope pointer(s).
+fn scope_value<'a>(scope: &Scope, sel: Option<&Selector>, ev: &'a Value) -> Option<Cow<'a, str>> {
+    if scope.pointer.is_none() {
+        return Some(Cow::Borrowed(CONNECTION));
+    }
+    if let Some(spec) = sel.and_then(|s| s.scope.as_ref()) {
+        return key_value(spec, ev);
+    }
+    if scope.pointers.len() > 1 {
+        return key_value(
+            &KeySpec {
+                pointers: scope.pointers.clone(),
+            },
+            ev,
+        );
+    }
     match &scope.pointer {
         None => Some(Cow::Borrowed(CONNECTION)),
         Some(p) => pointer_key(p, ev),
@@ -178,6 +209,14 @@ fn scope_value<'a>(scope: &Scope, ev: &'a Value) -> Option<Cow<'a, str>> {
 fn show_scope(scope: &Scope, value: &str) -> String {
     match &scope.pointer {
         None => "the connection".to_owned(),
+        Some(_) if scope.pointers.len() > 1 => format!(
+            "{} {}",
+            KeySpec {
+                pointers: scope.pointers.clone()
+            }
+            .label(),
+            show_key(value)
+        ),
         Some(p) => format!("{} {}", KeySpec::single(p).label(), show_key(value)),
     }
 }
@@ -202,10 +241,10 @@ fn scope_end<'a>(
     ty: Option<&str>,
     ev: &'a Value,
 ) -> Option<(Cow<'a, str>, bool)> {
-    any_match(&scope.end, dir, ty, ev)?;
+    let i = any_match(&scope.end, dir, ty, ev)?;
     // A frame of an ending type without the scope field (e.g. a connection-level `error`)
     // ends nothing.
-    let value = scope_value(scope, ev)?;
+    let value = scope_value(scope, Some(&scope.end[i]), ev)?;
     let forgiven = any_match(&scope.forgive, dir, ty, ev).is_some();
     Some((value, forgiven))
 }
@@ -289,6 +328,8 @@ enum State {
     },
     Concat {
         scopes: HashMap<String, ConcatState>,
+        /// Finished scopes' texts, kept for a later snapshot compared by JSONPath.
+        done: HashMap<String, ConcatState>,
     },
 }
 
@@ -326,6 +367,7 @@ impl State {
             },
             RuleKind::Concat { .. } => State::Concat {
                 scopes: HashMap::new(),
+                done: HashMap::new(),
             },
         }
     }
@@ -655,10 +697,11 @@ fn observe_rule(
                 event,
                 one_of,
                 direction,
+                ignoring,
             },
             State::FollowedBy { pending },
         ) => {
-            if dir != *direction {
+            if dir != *direction || any_match(ignoring, dir, ty, ev).is_some() {
                 return;
             }
             if let Some((pseq, pty)) = pending.take() {
@@ -682,10 +725,11 @@ fn observe_rule(
                 event,
                 one_of,
                 direction,
+                ignoring,
             },
             State::PrecededBy { prev, prev_type },
         ) => {
-            if dir != *direction {
+            if dir != *direction || any_match(ignoring, dir, ty, ev).is_some() {
                 return;
             }
             if any_match(event, dir, ty, ev).is_some() {
@@ -768,6 +812,7 @@ fn observe_rule(
                 terminal,
                 restart,
                 direction,
+                restart_only_after_terminal,
                 ..
             },
             State::TerminalConn { started, ended },
@@ -776,6 +821,16 @@ fn observe_rule(
                 return;
             }
             if any_match(restart, dir, ty, ev).is_some() {
+                if let (true, Some(s), None) = (*restart_only_after_terminal, *started, &*ended) {
+                    out.push(
+                        vec![s, seq],
+                        format!(
+                            "\"{}\" (frame #{seq}) restarts while the cycle begun at frame #{s} is still running; expected {} first",
+                            ty_name(ty),
+                            labels(terminal)
+                        ),
+                    );
+                }
                 *started = Some(seq);
                 *ended = None;
                 return;
@@ -826,7 +881,8 @@ fn observe_rule(
             let received = dir == Direction::Received;
             if let Some(i) = any_match(open, dir, ty, ev) {
                 if let Some(k) = rule_key(key, &open[i], ev) {
-                    let sv = scope_value(scope, ev).unwrap_or(Cow::Borrowed(CONNECTION));
+                    let sv =
+                        scope_value(scope, Some(&open[i]), ev).unwrap_or(Cow::Borrowed(CONNECTION));
                     if let Some(max) = *max_open {
                         let mut open_now: Vec<(&String, &PairEntry)> = entries
                             .iter()
@@ -891,7 +947,7 @@ fn observe_rule(
                 }
             } else if let Some(i) = any_match(close, dir, ty, ev) {
                 if let Some(k) = rule_key(key, &close[i], ev) {
-                    let sv = scope_value(scope, ev);
+                    let sv = scope_value(scope, Some(&close[i]), ev);
                     let entry = entries.get_mut(k.as_ref()).and_then(|list| {
                         // A close without the scope field (a client reply) matches the key in any scope.
                         list.iter_mut()
@@ -926,7 +982,7 @@ fn observe_rule(
                 }
             } else if let Some(i) = any_match(during, dir, ty, ev) {
                 if let Some(k) = rule_key(key, &during[i], ev) {
-                    let sv = scope_value(scope, ev);
+                    let sv = scope_value(scope, Some(&during[i]), ev);
                     let is_open = entries.get(k.as_ref()).is_some_and(|list| {
                         list.iter().any(|e| {
                             e.closed_seq.is_none()
@@ -1003,7 +1059,7 @@ fn observe_rule(
             };
             if let Some((role, sel)) = role {
                 if let Some(k) = rule_key(key, sel, ev) {
-                    let sv = scope_value(scope, ev).unwrap_or(Cow::Borrowed(CONNECTION));
+                    let sv = scope_value(scope, Some(sel), ev).unwrap_or(Cow::Borrowed(CONNECTION));
                     let list = entries.entry(k.to_string()).or_default();
                     let entry = list.iter_mut().find(|e| e.scope == sv.as_ref());
                     let name = || format!("{} {}", key.label(), show_key(&k));
@@ -1101,6 +1157,7 @@ fn observe_rule(
                 request,
                 parts,
                 key,
+                allow_unsolicited,
                 ..
             },
             State::Completion { pending },
@@ -1136,7 +1193,7 @@ fn observe_rule(
             // Requests complete in order: a part belongs to the oldest incomplete request with its key.
             match pending.iter().position(|p| p.key == k.as_ref()) {
                 None => {
-                    if received {
+                    if received && !*allow_unsolicited {
                         out.push(
                             vec![seq],
                             format!(
@@ -1204,13 +1261,56 @@ fn observe_rule(
                 scope,
                 equals,
                 count,
+                running,
             },
-            State::Concat { scopes },
+            State::Concat { scopes, done },
         ) => {
-            let Some(sv) = scope_value(scope, ev) else {
+            let item = any_match(items, dir, ty, ev);
+            let is_equals = equals
+                .as_ref()
+                .is_some_and(|e| e.event.matches(dir, ty, ev));
+            let is_count = count.as_ref().is_some_and(|c| c.event.matches(dir, ty, ev));
+            // A snapshot compared by JSONPath covers every finished scope at once: it carries
+            // the texts of many scopes, and no scope value of its own. Scopes still streaming
+            // are not compared (the snapshot may have been taken mid-stream).
+            if let Some(eq) = equals.as_ref().filter(|e| is_equals && e.path.is_some()) {
+                let path = eq.path.as_deref().unwrap_or_default();
+                let mut open: Vec<(&String, &ConcatState)> = done.iter().collect();
+                open.sort_by(|a, b| a.0.cmp(b.0));
+                for (sv, st) in open {
+                    let Some(want) = jsonpath_string(path, sv, ev) else {
+                        continue;
+                    };
+                    if let Some(msg) = concat_mismatch(&st.text, &want) {
+                        out.push(
+                            vec![seq],
+                            format!(
+                                "{} {} (frame #{seq}) for {} differs from the {} concatenated {} {}: {msg}",
+                                ty_name(ty),
+                                path.replace("{scope}", sv),
+                                show_scope(scope, sv),
+                                st.count,
+                                labels(items),
+                                field
+                            ),
+                        );
+                    }
+                }
+                if item.is_none() {
+                    return;
+                }
+            }
+            let sel = item.map(|i| &items[i]).or_else(|| {
+                if is_equals {
+                    equals.as_ref().map(|e| &e.event)
+                } else {
+                    count.as_ref().filter(|_| is_count).map(|c| &c.event)
+                }
+            });
+            let Some(sv) = scope_value(scope, sel, ev) else {
                 return;
             };
-            if any_match(items, dir, ty, ev).is_some() {
+            if item.is_some() {
                 let st = match scopes.get_mut(sv.as_ref()) {
                     Some(st) => st,
                     None => scopes.entry(sv.to_string()).or_default(),
@@ -1236,21 +1336,39 @@ fn observe_rule(
                     st.text.push_str(s);
                 }
                 st.count += 1;
+                if let Some(rp) = running {
+                    if let Some(got) = lookup(ev, rp).and_then(Value::as_str) {
+                        if let Some(msg) = concat_mismatch(&st.text, got) {
+                            out.push(
+                                vec![seq],
+                                format!(
+                                    "{} {rp} (frame #{seq}) in {} is not the concatenation of the {} {} {} so far: {msg}",
+                                    ty_name(ty),
+                                    show_scope(scope, &sv),
+                                    st.count,
+                                    labels(items),
+                                    field
+                                ),
+                            );
+                            // Follow the server's running text so one divergence is reported once.
+                            got.clone_into(&mut st.text);
+                        }
+                    }
+                }
             }
-            let is_equals = equals.event.matches(dir, ty, ev);
-            let is_count = count.as_ref().is_some_and(|c| c.event.matches(dir, ty, ev));
-            if is_equals || is_count {
+            let by_field = equals.as_ref().filter(|e| is_equals && e.path.is_none());
+            if by_field.is_some() || is_count {
                 let empty = ConcatState::default();
                 let st = scopes.get(sv.as_ref()).unwrap_or(&empty);
-                if is_equals {
-                    if let Some(want) = lookup(ev, &equals.field).and_then(Value::as_str) {
+                if let Some(eq) = by_field {
+                    if let Some(want) = lookup(ev, &eq.field).and_then(Value::as_str) {
                         if let Some(msg) = concat_mismatch(&st.text, want) {
                             out.push(
                                 vec![seq],
                                 format!(
                                     "{} {} (frame #{seq}) in {} differs from the {} concatenated {} {}: {msg}",
                                     ty_name(ty),
-                                    equals.field,
+                                    eq.field,
                                     show_scope(scope, &sv),
                                     st.count,
                                     labels(items),
@@ -1279,8 +1397,12 @@ fn observe_rule(
                 }
             }
             // The comparison event closes the scope's concatenation as well.
-            if is_equals || scope_end(scope, dir, ty, ev).is_some() {
-                scopes.remove(sv.as_ref());
+            if by_field.is_some() || scope_end(scope, dir, ty, ev).is_some() {
+                if let Some(st) = scopes.remove(sv.as_ref()) {
+                    if equals.as_ref().is_some_and(|e| e.path.is_some()) && by_field.is_none() {
+                        done.insert(sv.into_owned(), st);
+                    }
+                }
             }
         }
         _ => unreachable!("each rule's state is built from its kind"),
@@ -1316,4 +1438,17 @@ fn concat_mismatch(got: &str, want: &str) -> Option<String> {
         want.chars().count(),
         got.chars().count()
     ))
+}
+
+/// The string a JSONPath (with `{scope}` replaced by the scope value) selects in `ev`, when it
+/// selects exactly one string.
+fn jsonpath_string(path: &str, scope: &str, ev: &Value) -> Option<String> {
+    let escaped = scope.replace('\\', "\\\\").replace('\'', "\\'");
+    let query = path.replace("{scope}", &escaped);
+    let parsed = serde_json_path::JsonPath::parse(&query).ok()?;
+    let found = parsed.query(ev).all();
+    match found.as_slice() {
+        [Value::String(s)] => Some(s.clone()),
+        _ => None,
+    }
 }

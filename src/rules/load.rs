@@ -58,6 +58,10 @@ struct RawRule {
     count: V,
     require_on_close: V,
     max_open: V,
+    ignoring: V,
+    restart_only_after_terminal: V,
+    unsolicited: V,
+    running: V,
 }
 
 /// Every kind with its required and optional fields (besides `id`, `kind`, `description`).
@@ -65,17 +69,32 @@ const KINDS: &[(&str, &[&str], &[&str])] = &[
     ("first", &["one_of"], &["direction"]),
     ("first_per_key", &["key", "one_of"], &["direction"]),
     ("only_before", &["until"], &["allowed", "direction"]),
-    ("followed_by", &["event", "one_of"], &["direction"]),
-    ("preceded_by", &["event", "one_of"], &["direction"]),
+    (
+        "followed_by",
+        &["event", "one_of"],
+        &["direction", "ignoring"],
+    ),
+    (
+        "preceded_by",
+        &["event", "one_of"],
+        &["direction", "ignoring"],
+    ),
     (
         "terminal",
         &["terminal"],
-        &["key", "restart", "direction", "require_on_close"],
+        &[
+            "key",
+            "restart",
+            "direction",
+            "require_on_close",
+            "restart_only_after_terminal",
+        ],
     ),
     (
         "pair",
-        &["open", "close", "key"],
+        &["open", "close"],
         &[
+            "key",
             "during",
             "max_open",
             "scope",
@@ -86,8 +105,9 @@ const KINDS: &[(&str, &[&str], &[&str])] = &[
     ),
     (
         "lifecycle",
-        &["key", "start", "end"],
+        &["start", "end"],
         &[
+            "key",
             "middle",
             "scope",
             "scope_end",
@@ -95,23 +115,37 @@ const KINDS: &[(&str, &[&str], &[&str])] = &[
             "require_on_close",
         ],
     ),
-    ("reply", &["request", "reply"], &["key", "require_on_close"]),
+    (
+        "reply",
+        &["request", "reply"],
+        &["key", "require_on_close", "unsolicited"],
+    ),
     (
         "completion",
         &["request", "complete_when"],
-        &["key", "require_on_close"],
+        &["key", "require_on_close", "unsolicited"],
     ),
     ("requires_prior", &["event", "prior", "key"], &[]),
     (
         "concat",
-        &["items", "field", "equals"],
-        &["index", "scope", "scope_end", "count"],
+        &["items", "field"],
+        &["equals", "index", "scope", "scope_end", "count", "running"],
     ),
 ];
 
+/// Every kind with its required and optional fields (besides `id`, `kind`, `description`):
+/// the table the loader checks against (`schemas/rules.schema.json` is kept in step with it).
+pub fn kinds() -> &'static [(
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+)] {
+    KINDS
+}
+
 impl RawRule {
     /// The optional fields by YAML name, for the per-kind check.
-    fn fields(&self) -> [(&'static str, &V); 29] {
+    fn fields(&self) -> [(&'static str, &V); 33] {
         [
             ("direction", &self.direction),
             ("one_of", &self.one_of),
@@ -141,6 +175,13 @@ impl RawRule {
             ("count", &self.count),
             ("require_on_close", &self.require_on_close),
             ("max_open", &self.max_open),
+            ("ignoring", &self.ignoring),
+            (
+                "restart_only_after_terminal",
+                &self.restart_only_after_terminal,
+            ),
+            ("unsolicited", &self.unsolicited),
+            ("running", &self.running),
             ("description", &None),
         ]
     }
@@ -265,11 +306,13 @@ impl Ctx {
                 event: self.selectors(id, req(&r.event))?,
                 one_of: self.selectors(id, req(&r.one_of))?,
                 direction,
+                ignoring: opt_sels(&r.ignoring)?,
             },
             "preceded_by" => RuleKind::PrecededBy {
                 event: self.selectors(id, req(&r.event))?,
                 one_of: self.selectors(id, req(&r.one_of))?,
                 direction,
+                ignoring: opt_sels(&r.ignoring)?,
             },
             "terminal" => RuleKind::Terminal {
                 key: r.key.as_ref().map(|k| self.key(id, k)).transpose()?,
@@ -277,12 +320,13 @@ impl Ctx {
                 restart: opt_sels(&r.restart)?,
                 direction,
                 require_on_close: flag(&r.require_on_close, false)?,
+                restart_only_after_terminal: flag(&r.restart_only_after_terminal, false)?,
             },
             "pair" => RuleKind::Pair {
                 open: self.selectors(id, req(&r.open))?,
                 close: self.selectors(id, req(&r.close))?,
                 during: opt_sels(&r.during)?,
-                key: self.key(id, req(&r.key))?,
+                key: self.opt_key(id, &r.key)?,
                 scope: self.scope(id, r)?,
                 max_open: match &r.max_open {
                     None => None,
@@ -311,7 +355,7 @@ impl Ctx {
                     _ => vec![self.selectors(id, end_raw)?],
                 };
                 RuleKind::Lifecycle {
-                    key: self.key(id, req(&r.key))?,
+                    key: self.opt_key(id, &r.key)?,
                     start: self.selectors(id, req(&r.start))?,
                     middle: opt_sels(&r.middle)?,
                     end,
@@ -324,6 +368,7 @@ impl Ctx {
                 parts: vec![self.selectors(id, req(&r.reply))?],
                 key: r.key.as_ref().map(|k| self.key(id, k)).transpose()?,
                 require_on_close: flag(&r.require_on_close, true)?,
+                allow_unsolicited: self.unsolicited(id, &r.unsolicited)?,
             },
             "completion" => {
                 let raw = req(&r.complete_when);
@@ -346,6 +391,7 @@ impl Ctx {
                     parts,
                     key: r.key.as_ref().map(|k| self.key(id, k)).transpose()?,
                     require_on_close: flag(&r.require_on_close, false)?,
+                    allow_unsolicited: self.unsolicited(id, &r.unsolicited)?,
                 }
             }
             "requires_prior" => RuleKind::RequiresPrior {
@@ -358,11 +404,20 @@ impl Ctx {
                 field: self.pointer(id, req(&r.field))?,
                 index: r.index.as_ref().map(|i| self.pointer(id, i)).transpose()?,
                 scope: self.scope(id, r)?,
-                equals: self.field_ref(id, "equals", req(&r.equals))?,
+                equals: r
+                    .equals
+                    .as_ref()
+                    .map(|e| self.field_ref(id, "equals", e))
+                    .transpose()?,
                 count: r
                     .count
                     .as_ref()
                     .map(|c| self.field_ref(id, "count", c))
+                    .transpose()?,
+                running: r
+                    .running
+                    .as_ref()
+                    .map(|p| self.pointer(id, p))
                     .transpose()?,
             },
             _ => unreachable!("kind names come from KINDS"),
@@ -386,6 +441,26 @@ impl Ctx {
 
     fn pointer(&self, id: &str, v: &Spanned<Value>) -> Result<String, RulesError> {
         pointer_of(&v.value).map_err(|m| self.err(&v.referenced, format!("rule '{id}': {m}")))
+    }
+
+    /// A `pair`/`lifecycle` key; without one, one bracket per connection at a time.
+    fn opt_key(&self, id: &str, v: &V) -> Result<KeySpec, RulesError> {
+        match v {
+            None => Ok(KeySpec::keyless()),
+            Some(k) => self.key(id, k),
+        }
+    }
+
+    /// `unsolicited: allow` (ignore parts answering no request) or `report` (the default).
+    fn unsolicited(&self, id: &str, v: &V) -> Result<bool, RulesError> {
+        match v.as_ref().map(|s| (s.value.as_str(), s)) {
+            None | Some((Some("report"), _)) => Ok(false),
+            Some((Some("allow"), _)) => Ok(true),
+            Some((_, s)) => Err(self.err(
+                &s.referenced,
+                format!("rule '{id}': unsolicited is 'allow' or 'report'"),
+            )),
+        }
     }
 
     fn key(&self, id: &str, v: &Spanned<Value>) -> Result<KeySpec, RulesError> {
@@ -420,7 +495,7 @@ impl Ctx {
         let bad = || {
             self.err(
                 &v.referenced,
-                format!("rule '{id}': '{name}' is {{ event: <selector>, field: <JSON pointer> }}"),
+                format!("rule '{id}': '{name}' is {{ event: <selector>, field: <JSON pointer> }} (equals may give path: <JSONPath> instead of field)"),
             )
         };
         let Value::Object(map) = &v.value else {
@@ -429,18 +504,45 @@ impl Ctx {
         if map.len() != 2 {
             return Err(bad());
         }
-        let (Some(event), Some(field)) = (map.get("event"), map.get("field")) else {
+        let Some(event) = map.get("event") else {
             return Err(bad());
         };
         let event =
             selector_of(event).map_err(|m| self.err(&v.referenced, format!("rule '{id}': {m}")))?;
+        if let (Some(Value::String(path)), "equals") = (map.get("path"), name) {
+            // Checked now so a typo is a load error, not a silent "never matches".
+            let probe = path.replace("{scope}", "x");
+            serde_json_path::JsonPath::parse(&probe).map_err(|e| {
+                self.err(
+                    &v.referenced,
+                    format!("rule '{id}': equals.path is not a valid JSONPath: {e}"),
+                )
+            })?;
+            return Ok(FieldRef {
+                event,
+                field: String::new(),
+                path: Some(path.clone()),
+            });
+        }
+        let Some(field) = map.get("field") else {
+            return Err(bad());
+        };
         let field =
             pointer_of(field).map_err(|m| self.err(&v.referenced, format!("rule '{id}': {m}")))?;
-        Ok(FieldRef { event, field })
+        Ok(FieldRef {
+            event,
+            field,
+            path: None,
+        })
     }
 
     fn scope(&self, id: &str, r: &RawRule) -> Result<Scope, RulesError> {
-        let pointer = r.scope.as_ref().map(|s| self.pointer(id, s)).transpose()?;
+        // One pointer, or a list forming a composite scope (like composite keys).
+        let pointers = match &r.scope {
+            None => Vec::new(),
+            Some(s) => self.key(id, s)?.pointers,
+        };
+        let pointer = pointers.first().cloned();
         let mut end = match &r.scope_end {
             Some(s) => self.selectors(id, s)?,
             None => Vec::new(),
@@ -460,6 +562,7 @@ impl Ctx {
         }
         Ok(Scope {
             pointer,
+            pointers,
             end,
             forgive,
             end_explicit,
@@ -549,9 +652,10 @@ fn selector_of(v: &Value) -> Result<Selector, String> {
                         }
                     }
                     "key" => sel.key = Some(key_of(val)?),
+                    "scope" => sel.scope = Some(key_of(val)?),
                     other => {
                         return Err(format!(
-                            "unknown selector field '{other}' (known: type, direction, where, present, key)"
+                            "unknown selector field '{other}' (known: type, direction, where, present, key, scope)"
                         ))
                     }
                 }
@@ -743,10 +847,18 @@ rules:
 
     #[test]
     fn missing_key() {
-        let e = err("rules:\n  - id: tool-pairs\n    kind: pair\n    open: tool_call\n    close: tool_result\n");
+        // A pair may be keyless (G5), but it needs its close.
+        let e = err("rules:\n  - id: tool-pairs\n    kind: pair\n    open: tool_call\n");
         assert!(
             e.starts_with(
-                "dir/rules.yaml:2:5: rule 'tool-pairs': kind 'pair' needs the field 'key'"
+                "dir/rules.yaml:2:5: rule 'tool-pairs': kind 'pair' needs the field 'close'"
+            ),
+            "{e}"
+        );
+        let e = err("rules:\n  - id: p\n    kind: requires_prior\n    event: a\n    prior: b\n");
+        assert!(
+            e.starts_with(
+                "dir/rules.yaml:2:5: rule 'p': kind 'requires_prior' needs the field 'key'"
             ),
             "{e}"
         );

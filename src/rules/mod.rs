@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use check::RuleChecker;
+pub use load::kinds;
 pub use model::{FieldRef, KeySpec, Rule, RuleKind, Scope, Selector};
 
 use crate::scenario::Loc;

@@ -33,6 +33,9 @@ pub struct Selector {
     /// Overrides the rule's key for frames of this selector (e.g. `/response_id` where the
     /// opening event carries `/response/id`).
     pub key: Option<KeySpec>,
+    /// Overrides the rule's scope pointer(s) for frames of this selector (e.g. `/response/id`
+    /// on `response.done` where the items carry `/response_id`).
+    pub scope: Option<KeySpec>,
 }
 
 impl Selector {
@@ -43,6 +46,7 @@ impl Selector {
             conditions: Vec::new(),
             present: Vec::new(),
             key: None,
+            scope: None,
         }
     }
 
@@ -154,8 +158,22 @@ impl KeySpec {
         }
     }
 
+    /// No pointer at all: one entry for the whole connection (a keyless `pair`/`lifecycle`).
+    pub fn keyless() -> Self {
+        KeySpec {
+            pointers: Vec::new(),
+        }
+    }
+
+    pub fn is_keyless(&self) -> bool {
+        self.pointers.is_empty()
+    }
+
     /// The name used in messages: `turn_id`, `(team_id, expert)`.
     pub fn label(&self) -> String {
+        if self.pointers.is_empty() {
+            return "bracket".to_owned();
+        }
         let names: Vec<&str> = self
             .pointers
             .iter()
@@ -174,6 +192,9 @@ impl KeySpec {
 pub struct Scope {
     /// JSON pointer of the scope value (e.g. `/turn_id`); `None`: the connection is the scope.
     pub pointer: Option<String>,
+    /// Every pointer of a composite scope (`scope: [/item_id, /content_index]`); empty or one
+    /// element when `pointer` alone says it.
+    pub pointers: Vec<String>,
     /// Events that end a scope. When not written, they are taken from the `terminal` rule whose
     /// key is the scope pointer.
     pub end: Vec<Selector>,
@@ -188,6 +209,9 @@ pub struct Scope {
 pub struct FieldRef {
     pub event: Selector,
     pub field: String,
+    /// A JSONPath (RFC 9535) used instead of `field`, where `{scope}` stands for the scope value
+    /// as a string: `$.messages[?@.id == '{scope}'].content` finds the text in a snapshot.
+    pub path: Option<String>,
 }
 
 // Rules are built once per suite; the size of the largest variant does not matter.
@@ -216,12 +240,16 @@ pub enum RuleKind {
         event: Vec<Selector>,
         one_of: Vec<Selector>,
         direction: Direction,
+        /// Frames skipped as if absent (e.g. a `broadcast` pushed at any time).
+        ignoring: Vec<Selector>,
     },
     /// The frame of `direction` just before an `event` frame matches one of `one_of`.
     PrecededBy {
         event: Vec<Selector>,
         one_of: Vec<Selector>,
         direction: Direction,
+        /// Frames skipped as if absent.
+        ignoring: Vec<Selector>,
     },
     /// Per key (or for the whole connection): at most one terminal event, nothing after it
     /// except a `restart` event, which begins a new cycle.
@@ -231,9 +259,12 @@ pub enum RuleKind {
         restart: Vec<Selector>,
         direction: Direction,
         require_on_close: bool,
+        /// A `restart` event is allowed only after a terminal event (not while running).
+        restart_only_after_terminal: bool,
     },
     /// `open` … `close` per key: close needs an open, exactly once; a key is not reopened while
-    /// open; `during` frames need an open pair; open pairs may not outlive their scope.
+    /// open; `during` frames need an open pair; open pairs may not outlive their scope. A keyless
+    /// pair ([`KeySpec::keyless`]) has one bracket per connection (scope) at a time.
     Pair {
         open: Vec<Selector>,
         close: Vec<Selector>,
@@ -260,6 +291,9 @@ pub enum RuleKind {
         parts: Vec<Vec<Selector>>,
         key: Option<KeySpec>,
         require_on_close: bool,
+        /// `unsolicited: allow`: parts answering no pending request are ignored (they also occur
+        /// unprompted), instead of being reported.
+        allow_unsolicited: bool,
     },
     /// Every `event` frame follows at least one earlier `prior` frame with the same key.
     RequiresPrior {
@@ -268,14 +302,16 @@ pub enum RuleKind {
         key: KeySpec,
     },
     /// Per scope, the `field` of the `items` frames (in arrival order, `index` 0,1,2,…)
-    /// concatenates to `equals`; `count` equals the number of items.
+    /// concatenates to `equals` (when given); `count` equals the number of items; `running`
+    /// names a field of every item that must hold the concatenation so far.
     Concat {
         items: Vec<Selector>,
         field: String,
         index: Option<String>,
         scope: Scope,
-        equals: FieldRef,
+        equals: Option<FieldRef>,
         count: Option<FieldRef>,
+        running: Option<String>,
     },
 }
 

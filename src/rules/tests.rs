@@ -1029,3 +1029,265 @@ fn checker_is_send_and_rule_set_is_shareable() {
     send::<super::RuleChecker>();
     send_sync::<RuleSet>();
 }
+
+// ---- Options closing examples/GAPS.md G4–G10 ----
+
+#[test]
+fn concat_running_prefix_g4() {
+    let set = rules(
+        "rules:\n  - id: running\n    kind: concat\n    items: token\n    field: /text\n    running: /partial_response\n",
+    );
+    let tok = |text: &str, partial: &str| {
+        r(json!({"type": "token", "text": text, "partial_response": partial}))
+    };
+    clean(
+        &set,
+        &[tok("He", "He"), tok("llo", "Hello"), tok("!", "Hello!")],
+    );
+    let v = one(
+        run(
+            &set,
+            &[tok("He", "He"), tok("llo", "Hallo"), tok("!", "Hallo!")],
+            None,
+        ),
+        &[
+            "rule running:",
+            "/partial_response (frame #1)",
+            "first difference at char 1",
+        ],
+    );
+    // One divergence is reported once: the checker follows the server's running text.
+    assert_eq!(v.seqs, vec![1]);
+}
+
+#[test]
+fn keyless_pair_and_ignoring_g5() {
+    let set = rules(
+        "rules:\n  - id: typing\n    kind: pair\n    open: {type: typing, where: {/on: true}}\n    close: {type: typing, where: {/on: false}}\n    during: reply\n    require_on_close: true\n",
+    );
+    let typing = |on: bool| r(json!({"type": "typing", "on": on}));
+    clean(
+        &set,
+        &[
+            typing(true),
+            r(t("broadcast")),
+            r(t("reply")),
+            typing(false),
+            typing(true),
+            r(t("reply")),
+            typing(false),
+        ],
+    );
+    one(
+        run(&set, &[typing(true), typing(true)], None),
+        &[
+            "rule typing:",
+            "reuses a key still open",
+            "bracket (keyless)",
+        ],
+    );
+    one(run(&set, &[r(t("reply"))], None), &["needs an open"]);
+    one(run(&set, &[typing(true)], Some(true)), &["still open"]);
+
+    let set = rules(
+        "rules:\n  - id: reply-then-off\n    kind: followed_by\n    event: reply\n    one_of: {type: typing, where: {/on: false}}\n    ignoring: [broadcast]\n  - id: on-before-reply\n    kind: preceded_by\n    event: reply\n    one_of: {type: typing, where: {/on: true}}\n    ignoring: broadcast\n",
+    );
+    clean(
+        &set,
+        &[
+            typing(true),
+            r(t("broadcast")),
+            r(t("reply")),
+            r(t("broadcast")),
+            typing(false),
+        ],
+    );
+    let v = run(
+        &set,
+        &[typing(true), r(t("error")), r(t("reply")), r(t("pong"))],
+        None,
+    );
+    assert_eq!(v.len(), 2, "{v:#?}");
+    assert!(v
+        .iter()
+        .any(|x| x.rule == "on-before-reply" && x.message.contains("follows \"error\"")));
+    assert!(v
+        .iter()
+        .any(|x| x.rule == "reply-then-off" && x.message.contains("got \"pong\"")));
+}
+
+#[test]
+fn completion_unsolicited_allow_g6_g7() {
+    let yaml = |extra: &str| {
+        format!(
+            "rules:\n  - id: tts\n    kind: completion\n    request: tts_error\n    complete_when: [tts_completed]\n    require_on_close: true\n{extra}"
+        )
+    };
+    let frames = [
+        r(t("tts_completed")),
+        r(t("tts_error")),
+        r(t("tts_completed")),
+    ];
+    one(
+        run(&rules(&yaml("")), &frames, Some(true)),
+        &["answers no pending tts_error"],
+    );
+    let allow = rules(&yaml("    unsolicited: allow\n"));
+    clean(&allow, &frames);
+    // The request side is still enforced.
+    one(
+        run(&allow, &[r(t("tts_error"))], Some(true)),
+        &["got no tts_completed before the connection closed"],
+    );
+    let e = parse_rules(Path::new("r.yaml"), &yaml("    unsolicited: maybe\n")).unwrap_err();
+    assert!(
+        e.to_string().contains("unsolicited is 'allow' or 'report'"),
+        "{e}"
+    );
+    // The reply kind takes it too.
+    let set = rules("rules:\n  - id: cancel\n    kind: reply\n    request: {direction: sent, type: cancel}\n    reply: [done, error]\n    unsolicited: allow\n");
+    clean(
+        &set,
+        &[r(t("done")), s(t("cancel")), r(t("error")), r(t("error"))],
+    );
+}
+
+#[test]
+fn selector_scope_override_and_composite_scope_g8() {
+    let set = rules(
+        "rules:\n  - id: items-done\n    kind: pair\n    open: item.added\n    close: item.done\n    key: /item_id\n    scope: /response_id\n    scope_end: {type: response.done, scope: /response/id}\n",
+    );
+    let item =
+        |ty: &str, id: &str, resp: &str| r(json!({"type": ty, "item_id": id, "response_id": resp}));
+    let done = |resp: &str| r(json!({"type": "response.done", "response": {"id": resp}}));
+    clean(
+        &set,
+        &[
+            item("item.added", "i1", "r1"),
+            item("item.done", "i1", "r1"),
+            done("r1"),
+        ],
+    );
+    // response.done of another response leaves r1's item open; its own closes it with an error.
+    let v = one(
+        run(
+            &set,
+            &[item("item.added", "i1", "r1"), done("r2"), done("r1")],
+            None,
+        ),
+        &[
+            "\"response.done\" (frame #2) ended response_id \"r1\"",
+            "item_id \"i1\"",
+        ],
+    );
+    assert_eq!(v.seqs, vec![0, 2]);
+
+    let set = rules(
+        "rules:\n  - id: text\n    kind: concat\n    items: delta\n    field: /d\n    scope: [/item_id, /content_index]\n    equals: {event: text.done, field: /text}\n",
+    );
+    let delta =
+        |ci: u64, d: &str| r(json!({"type": "delta", "item_id": "i", "content_index": ci, "d": d}));
+    let done = |ci: u64, text: &str| {
+        r(json!({"type": "text.done", "item_id": "i", "content_index": ci, "text": text}))
+    };
+    clean(
+        &set,
+        &[
+            delta(0, "a"),
+            delta(1, "x"),
+            delta(0, "b"),
+            done(0, "ab"),
+            done(1, "x"),
+        ],
+    );
+    one(
+        run(&set, &[delta(0, "a"), delta(1, "x"), done(0, "ax")], None),
+        &["(item_id, content_index) [\"i\",0]", "differs"],
+    );
+}
+
+#[test]
+fn concat_without_equals_and_by_jsonpath_g9() {
+    let set = rules(
+        "rules:\n  - id: order\n    kind: concat\n    items: TEXT_MESSAGE_CONTENT\n    field: /delta\n    index: /i\n    scope: /messageId\n",
+    );
+    let content = |id: &str, i: u64| {
+        r(json!({"type": "TEXT_MESSAGE_CONTENT", "messageId": id, "i": i, "delta": "x"}))
+    };
+    clean(&set, &[content("m", 0), content("m", 1), content("n", 0)]);
+    one(
+        run(&set, &[content("m", 0), content("m", 2)], None),
+        &["/i is 2", "expected 1"],
+    );
+
+    let set = rules(
+        "rules:\n  - id: snapshot\n    kind: concat\n    items: TEXT_MESSAGE_CONTENT\n    field: /delta\n    scope: /messageId\n    scope_end: TEXT_MESSAGE_END\n    equals: {event: MESSAGES_SNAPSHOT, path: \"$.messages[?@.id == '{scope}'].content\"}\n",
+    );
+    let c =
+        |id: &str, d: &str| r(json!({"type": "TEXT_MESSAGE_CONTENT", "messageId": id, "delta": d}));
+    let end = |id: &str| r(json!({"type": "TEXT_MESSAGE_END", "messageId": id}));
+    let snap = |text: &str| {
+        r(json!({"type": "MESSAGES_SNAPSHOT", "messages": [
+            {"id": "u", "role": "user", "content": "hi"},
+            {"id": "m1", "role": "assistant", "content": text}
+        ]}))
+    };
+    // A snapshot taken mid-stream is not compared; after the end it must hold the whole text.
+    clean(
+        &set,
+        &[
+            c("m1", "Hel"),
+            snap("Hel"),
+            c("m1", "lo"),
+            end("m1"),
+            snap("Hello"),
+        ],
+    );
+    one(
+        run(
+            &set,
+            &[c("m1", "Hel"), c("m1", "lo"), end("m1"), snap("Help")],
+            None,
+        ),
+        &[
+            "$.messages[?@.id == 'm1'].content",
+            "differs",
+            "first difference at char 3",
+        ],
+    );
+    let e = parse_rules(
+        Path::new("r.yaml"),
+        "rules:\n  - id: x\n    kind: concat\n    items: a\n    field: /d\n    equals: {event: b, path: \"$.[\"}\n",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("not a valid JSONPath"), "{e}");
+}
+
+#[test]
+fn restart_only_after_terminal_g10() {
+    let yaml = |extra: &str| {
+        format!("rules:\n  - id: run\n    kind: terminal\n    terminal: [RUN_FINISHED, RUN_ERROR]\n    restart: RUN_STARTED\n{extra}")
+    };
+    let frames = [
+        r(t("RUN_STARTED")),
+        r(t("STEP_STARTED")),
+        r(t("RUN_STARTED")),
+        r(t("RUN_FINISHED")),
+    ];
+    clean(&rules(&yaml("")), &frames);
+    let strict = rules(&yaml("    restart_only_after_terminal: true\n"));
+    let v = one(
+        run(&strict, &frames, None),
+        &["\"RUN_STARTED\" (frame #2) restarts while the cycle begun at frame #0 is still running"],
+    );
+    assert_eq!(v.seqs, vec![0, 2]);
+    clean(
+        &strict,
+        &[
+            r(t("RUN_STARTED")),
+            r(t("RUN_FINISHED")),
+            r(t("RUN_STARTED")),
+            r(t("RUN_ERROR")),
+        ],
+    );
+}

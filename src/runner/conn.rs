@@ -19,8 +19,10 @@ use crate::transport::ws::{EndError, Incoming, WsConnection, WsEvent};
 
 /// Longest text kept per transcript entry.
 const MAX_TEXT: usize = 64 * 1024;
-/// Entries kept per transcript; older ones are dropped (and counted) to bound memory.
-pub(crate) const MAX_FRAMES: usize = 50_000;
+/// Entries kept per transcript; older ones are dropped (and counted) to bound memory. A kept JSON
+/// entry costs about 600 bytes even when tiny (text + parsed map), and the reports currently hold
+/// several copies of each transcript: at 20,000 entries a frame flood stays well under 100 MB.
+pub(crate) const MAX_FRAMES: usize = 20_000;
 /// Bound on writing one frame: a server that stops reading must not hang the run.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Frames handled per wake-up of the channel, so a fast stream is processed in batches.
@@ -34,6 +36,9 @@ pub(crate) struct Checks {
     pub ignore: HashSet<String>,
     /// The scenario's start: transcript times are relative to it.
     pub start: Instant,
+    /// Validate one received event in this many against its schema (1: all). Load mode samples to
+    /// measure the server rather than the validator; conformance runs always use 1.
+    pub schema_sample: u32,
 }
 
 impl Checks {
@@ -164,6 +169,8 @@ pub(crate) struct Conn {
     rules: RuleChecker,
     /// Failures found by the per-event checks, not yet reported.
     pending: Vec<Failure>,
+    /// JSON events received so far (drives `Checks::schema_sample`).
+    received_events: u64,
     pub timing: TimingState,
 }
 
@@ -232,6 +239,7 @@ impl Conn {
             close_sent: false,
             rules: checks.rules.checker(&checks.discriminator),
             pending: Vec::new(),
+            received_events: 0,
             timing,
         };
         conn.push(FrameRecord {
@@ -335,6 +343,16 @@ impl Conn {
         if self.ended.is_some() {
             return Pump::Ended;
         }
+        if tokio::time::Instant::now() >= deadline {
+            // Past the deadline only frames that arrived before it still count. `timeout_at` would
+            // not do: it polls the channel before the timer, so a server that floods keeps the
+            // channel ready and would keep a wait alive long after its timeout.
+            return if self.drain_until(deadline.into_std(), checks) {
+                Pump::Got
+            } else {
+                Pump::Timeout
+            };
+        }
         let first = match tokio::time::timeout_at(deadline, self.ws.rx.recv()).await {
             Err(_) => return Pump::Timeout,
             Ok(None) => {
@@ -350,6 +368,27 @@ impl Conn {
         self.on_incoming(first, checks);
         self.drain(checks);
         Pump::Got
+    }
+
+    /// Processes what has already arrived, without waiting, until (and including) the first frame
+    /// stamped after `deadline`; `true` if a frame stamped before it was processed.
+    fn drain_until(&mut self, deadline: Instant, checks: &Checks) -> bool {
+        let mut in_time = false;
+        for _ in 0..BATCH {
+            if self.ended.is_some() {
+                break;
+            }
+            let Ok(i) = self.ws.rx.try_recv() else {
+                break;
+            };
+            let late = i.at > deadline;
+            self.on_incoming(i, checks);
+            if late {
+                break;
+            }
+            in_time = true;
+        }
+        in_time
     }
 
     /// Processes what has already arrived, without waiting.
@@ -375,7 +414,16 @@ impl Conn {
                         let seq = self.next_seq;
                         let event_type = checks.event_type(&v);
                         self.timing.on_received(&v, event_type, inc.at);
-                        if let Err(f) = checks.schemas.check(Side::Server, &v) {
+                        // The first event of a connection is always validated, then 1 in `schema_sample`.
+                        let sampled = checks.schema_sample <= 1
+                            || self.received_events % u64::from(checks.schema_sample) == 0;
+                        self.received_events += 1;
+                        let verdict = if sampled {
+                            checks.schemas.check(Side::Server, &v)
+                        } else {
+                            Ok(())
+                        };
+                        if let Err(f) = verdict {
                             let mut failure =
                                 self.failure(FailureKind::Schema, f.message.clone(), seq);
                             failure.expected =
@@ -555,6 +603,8 @@ impl Conn {
             Message::Text(t) => {
                 let text = t.as_str();
                 let json: Option<Value> = serde_json::from_str(text).ok();
+                // Sent frames are checked against the client schemas as information only.
+                let note = json.as_ref().and_then(|v| checks.schemas.sent_note(v));
                 if let Some(v) = &json {
                     let seq = self.next_seq;
                     self.timing.on_sent(checks.event_type(v), at);
@@ -570,7 +620,7 @@ impl Conn {
                     len: text.len(),
                     text: Some(truncate(redact_text(text))),
                     json: json.map(|v| redact_json(&v)),
-                    note: None,
+                    note,
                 }
             }
             Message::Binary(b) => sent_raw(micros(checks.start, at), FrameKind::Binary, b),
@@ -757,5 +807,66 @@ mod tests {
             ms(5),
         );
         assert_eq!(t.turn, None);
+    }
+
+    /// A flood keeps the reader's channel always ready; a wait past its deadline must still end
+    /// (`timeout_at` alone would keep returning frames). Real sockets on 127.0.0.1.
+    #[tokio::test]
+    async fn pump_past_the_deadline_times_out_even_while_frames_keep_coming() {
+        use futures_util::SinkExt;
+        use tokio::net::TcpListener;
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            for n in 0..1000 {
+                let text = format!(r#"{{"type":"pong","nonce":{n}}}"#);
+                if ws.feed(Message::text(text)).await.is_err() {
+                    return;
+                }
+            }
+            let _ = ws.flush().await;
+            // Holds the connection open until the test is done.
+            let _ = done_rx.await;
+        });
+        let checks = Checks {
+            schemas: Arc::new(SchemaRegistry::embedded("type").unwrap()),
+            rules: Arc::new(RuleSet::default()),
+            discriminator: "/type".into(),
+            ignore: HashSet::new(),
+            start: Instant::now(),
+            schema_sample: 1,
+        };
+        // Every frame arrives after this deadline.
+        let deadline = tokio::time::Instant::now();
+        let req = crate::transport::ws::ConnectRequest {
+            url: format!("ws://{addr}/"),
+            headers: Vec::new(),
+            subprotocols: Vec::new(),
+            timeout: Duration::from_secs(10),
+            max_frame_bytes: 1 << 20,
+            tls: None,
+        };
+        let ws = crate::transport::ws::connect(&req).await.unwrap();
+        let mut conn = Conn::new("main".into(), req.url.clone(), ws, &checks, Instant::now());
+        // Waits (bounded) until frames are queued, so the channel is ready when `pump` runs.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while conn.ws.rx.len() < 100 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("frames queued in time");
+        assert_eq!(conn.pump(deadline, &checks).await, Pump::Timeout);
+        // At most the one late frame that told it so was processed (after the handshake entry).
+        assert!(conn.next_seq() <= 2, "{}", conn.next_seq());
+        // Before a deadline, queued frames are processed as usual.
+        let later = tokio::time::Instant::now() + Duration::from_secs(10);
+        assert_eq!(conn.pump(later, &checks).await, Pump::Got);
+        assert!(conn.next_seq() > 2);
+        let _ = done_tx.send(());
     }
 }

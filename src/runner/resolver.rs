@@ -24,6 +24,9 @@ pub struct RunValues {
     pub token: Option<String>,
     /// `--var name=value`.
     pub cli_vars: BTreeMap<String, String>,
+    /// Extra claims of every `${jwt*:USER}` token (the suite's `auth.claims`), e.g. a
+    /// `customer_id` a server requires. `sub`, `exp` and `iat` are the builtin's own.
+    pub claims: serde_json::Map<String, Value>,
 }
 
 /// The resolver a scenario renders its templates with.
@@ -70,12 +73,30 @@ impl TokenKind {
 
 /// Mints a token of `kind` for `user`. `alg: none` tokens need no secret.
 pub fn mint(kind: TokenKind, user: &str, secret: Option<&str>, ttl: Duration) -> Option<String> {
+    mint_with_claims(kind, user, secret, ttl, &serde_json::Map::new())
+}
+
+/// [`mint`] with extra claims added to the payload (they never replace `sub`, `exp`, `iat`).
+pub fn mint_with_claims(
+    kind: TokenKind,
+    user: &str,
+    secret: Option<&str>,
+    ttl: Duration,
+    extra: &serde_json::Map<String, Value>,
+) -> Option<String> {
     let now = now_secs();
     let exp = match kind {
         TokenKind::Expired => now.saturating_sub(3600),
         _ => now + ttl.as_secs(),
     };
     let mut claims = json!({"sub": user, "exp": exp, "iat": now});
+    if let Value::Object(map) = &mut claims {
+        for (k, v) in extra {
+            if !map.contains_key(k) {
+                map.insert(k.clone(), v.clone());
+            }
+        }
+    }
     if kind == TokenKind::Admin {
         claims["admin"] = Value::Bool(true);
     }
@@ -113,10 +134,22 @@ impl RunValues {
     pub fn builtin(&self, name: &str) -> Option<Value> {
         if let Some((prefix, arg)) = name.split_once(':') {
             if prefix == "env" {
-                return std::env::var(arg).ok().map(Value::String);
+                return crate::scenario::template::env_with_default(arg, |n| std::env::var(n).ok())
+                    .map(Value::String);
+            }
+            if prefix == "repeat" {
+                let (n, text) = crate::scenario::template::parse_repeat(arg).ok()?;
+                return Some(Value::String(text.repeat(n)));
             }
             let kind = TokenKind::from_prefix(prefix)?;
-            return mint(kind, arg, self.jwt_secret.as_deref(), TOKEN_TTL).map(Value::String);
+            return mint_with_claims(
+                kind,
+                arg,
+                self.jwt_secret.as_deref(),
+                TOKEN_TTL,
+                &self.claims,
+            )
+            .map(Value::String);
         }
         match name {
             "target" => Some(Value::String(self.target.clone())),
@@ -209,6 +242,40 @@ mod tests {
         assert_eq!(decode(parts[1])["sub"], "alice");
         assert_eq!(parts[2], "");
         assert!(mint(TokenKind::Valid, "alice", None, TOKEN_TTL).is_none());
+    }
+
+    #[test]
+    fn custom_claims_repeat_and_env_defaults() {
+        let run = RunValues {
+            jwt_secret: Some("s3cret".into()),
+            claims: [
+                ("customer_id".to_owned(), json!("c-1")),
+                ("sub".to_owned(), json!("x")),
+            ]
+            .into_iter()
+            .collect(),
+            ..Default::default()
+        };
+        let t = run.builtin("jwt:alice").unwrap();
+        let payload = decode(t.as_str().unwrap().split('.').nth(1).unwrap());
+        assert_eq!(payload["customer_id"], "c-1");
+        // The builtin's own claims win over configured ones.
+        assert_eq!(payload["sub"], "alice");
+        assert_eq!(run.builtin("repeat:3:ab"), Some(json!("ababab")));
+        assert_eq!(
+            run.builtin("repeat:1100000:a")
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .len(),
+            1_100_000
+        );
+        assert_eq!(run.builtin("repeat:x:a"), None);
+        assert_eq!(
+            run.builtin("env:WSCHAT_SURELY_UNSET_VAR:-fallback"),
+            Some(json!("fallback"))
+        );
+        assert_eq!(run.builtin("env:WSCHAT_SURELY_UNSET_VAR"), None);
     }
 
     #[test]

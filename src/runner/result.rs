@@ -63,6 +63,25 @@ pub struct ScenarioResult {
     pub timings: Vec<ConnTimings>,
 }
 
+/// The prefix of the note a sent frame gets when it does not match its client schema.
+pub const SENT_SCHEMA_NOTE: &str = "schema note (not a failure): ";
+
+impl ScenarioResult {
+    /// Notes on sent frames that do not match the client schemas (`check_sent`), as
+    /// `(connection, seq, message)`: information for the scenario's author, never a failure.
+    pub fn sent_schema_notes(&self) -> Vec<(&str, u64, &str)> {
+        self.transcripts
+            .iter()
+            .flat_map(|t| {
+                t.frames.iter().filter_map(move |f| {
+                    let note = f.note.as_deref()?.strip_prefix(SENT_SCHEMA_NOTE)?;
+                    (f.dir == Direction::Sent).then_some((t.conn.as_str(), f.seq, note))
+                })
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepResult {
     pub index: usize,

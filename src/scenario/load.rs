@@ -27,9 +27,11 @@ pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 
 /// Builtin variable names.
 pub const BUILTIN_VARS: &[&str] = &["target", "http_base", "token", "uuid"];
-/// Prefixes of parameterized builtins (`${env:HOME}`, `${jwt:alice}`).
+/// Prefixes of parameterized builtins (`${env:HOME}`, `${env:HOME:-/tmp}`, `${jwt:alice}`,
+/// `${repeat:1100000:a}`).
 pub const VAR_PREFIXES: &[&str] = &[
     "env",
+    "repeat",
     "jwt",
     "jwt_admin",
     "jwt_expired",
@@ -618,7 +620,12 @@ impl Cx {
                             VAR_PREFIXES.iter().map(|p| format!("{p}:")).collect::<Vec<_>>().join(", ")
                         ),
                     );
+                } else if prefix == "repeat" {
+                    if let Err(e) = crate::scenario::template::parse_repeat(arg) {
+                        self.err_label(pos, "bad repeat", format!("'${{{name}}}': {e}"));
+                    }
                 } else if prefix == "env"
+                    && !arg.contains(":-")
                     && known.check_env
                     && !known.requires.contains(arg)
                     && std::env::var_os(arg).is_none()
@@ -754,11 +761,25 @@ impl Default for SuiteConfig {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             auth: AuthConfig::default(),
             vars: BTreeMap::new(),
+            requires: Vec::new(),
+            target_required: false,
+            asyncapi: None,
+            check_sent: true,
         }
     }
 }
 
+/// The suite config's top-level fields (kept in step with `schemas/suite.schema.json` by a test).
+#[cfg(test)]
+pub(crate) fn config_fields() -> &'static [&'static str] {
+    CONFIG_FIELDS
+}
+
 const CONFIG_FIELDS: &[&str] = &[
+    "requires",
+    "target_required",
+    "asyncapi",
+    "check_sent",
     "target",
     "http_base",
     "schemas",
@@ -808,6 +829,28 @@ fn convert_config(
                 cx.err(
                     v.pos,
                     format!("schemas folder {} does not exist", p.display()),
+                );
+            }
+        }
+    }
+    if let Some(v) = f.get("requires") {
+        config.requires = cx.str_list(v, "requires").unwrap_or_default();
+    }
+    if let Some(v) = f.get("target_required") {
+        config.target_required = cx.bool(v, "target_required").unwrap_or(false);
+    }
+    if let Some(v) = f.get("check_sent") {
+        config.check_sent = cx.bool(v, "check_sent").unwrap_or(true);
+    }
+    if let Some(v) = f.get("asyncapi") {
+        if let Some(s) = cx.plain(v, "asyncapi") {
+            let p = dir.join(s);
+            if p.is_file() {
+                config.asyncapi = Some(p);
+            } else {
+                cx.err(
+                    v.pos,
+                    format!("AsyncAPI document {} does not exist", p.display()),
                 );
             }
         }
@@ -865,9 +908,22 @@ fn convert_config(
         }
     }
     if let Some(v) = f.get("auth") {
-        if let Some(a) = cx.map(v, "auth", &["jwt_secret", "token"]) {
+        if let Some(a) = cx.map(v, "auth", &["jwt_secret", "token", "claims"]) {
             if let Some(n) = a.get("jwt_secret") {
                 config.auth.jwt_secret = cx.string_template(n, "auth.jwt_secret");
+            }
+            if let Some(n) = a.get("claims") {
+                if matches!(n.kind, Kind::Map(_)) {
+                    config.auth.claims = cx.template(n);
+                } else {
+                    cx.err(
+                        n.pos,
+                        format!(
+                            "auth.claims must map claim names to values, got {}",
+                            n.type_name()
+                        ),
+                    );
+                }
             }
             if let Some(n) = a.get("token") {
                 config.auth.token = cx.string_template(n, "auth.token");
@@ -968,10 +1024,18 @@ fn convert_scenario(
             }
         },
     };
-    let requires = f
+    let mut requires = f
         .get("requires")
         .and_then(|n| cx.str_list(n, "requires"))
         .unwrap_or_default();
+    // The suite's `requires` apply to every scenario (listed first, without repeats).
+    let mut all = config.requires.clone();
+    all.extend(
+        requires
+            .into_iter()
+            .filter(|r| !config.requires.contains(r)),
+    );
+    requires = all;
     let vars = f
         .get("vars")
         .map(|n| convert_vars(cx, n))
@@ -1831,9 +1895,10 @@ fn is_yaml(p: &Path) -> bool {
     matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
 }
 
-/// Scenario files below `dir`, sorted; skips the suite config, the rules file and any
-/// folder named `fixtures` (test inputs, often invalid on purpose).
-fn scan_dir(dir: &Path, rules: Option<&Path>, out: &mut Vec<PathBuf>, problems: &mut Vec<Problem>) {
+/// Scenario files below `dir`, sorted; skips the suite config, the files it names (`skip`: the
+/// rules file, an AsyncAPI document) and any folder named `fixtures` (test inputs, often
+/// invalid on purpose).
+fn scan_dir(dir: &Path, skip: &[&Path], out: &mut Vec<PathBuf>, problems: &mut Vec<Problem>) {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
@@ -1848,10 +1913,10 @@ fn scan_dir(dir: &Path, rules: Option<&Path>, out: &mut Vec<PathBuf>, problems: 
             if p.file_name().is_some_and(|n| n == "fixtures") {
                 continue;
             }
-            scan_dir(&p, rules, out, problems);
+            scan_dir(&p, skip, out, problems);
         } else if is_yaml(&p)
             && p.file_name().is_none_or(|n| n != SUITE_FILE)
-            && rules.is_none_or(|r| !same_file(r, &p))
+            && !skip.iter().any(|r| same_file(r, &p))
         {
             out.push(p);
         }
@@ -1923,7 +1988,12 @@ pub fn load_suite(paths: &[PathBuf], opts: &LoadOptions) -> Result<Suite, LoadEr
     let mut files = Vec::new();
     for p in paths {
         if p.is_dir() {
-            scan_dir(p, rules_file.as_deref(), &mut files, &mut problems);
+            let skip: Vec<&Path> = rules_file
+                .as_deref()
+                .into_iter()
+                .chain(config.asyncapi.as_deref())
+                .collect();
+            scan_dir(p, &skip, &mut files, &mut problems);
         } else if p.is_file() {
             files.push(p.clone());
         } else {

@@ -757,3 +757,62 @@ fn duplicate_name_fixture_folder() {
     );
     assert_eq!(msg, want);
 }
+
+#[test]
+fn suite_requires_target_required_asyncapi_claims_g2_g3() {
+    let d = TempDir::new("gaps");
+    d.write(
+        "wschat-suite.yaml",
+        "requires: [WSCHAT_TARGET, WSCHAT_TOKEN]\ntarget_required: true\ncheck_sent: false\nasyncapi: api.yaml\nauth:\n  jwt_secret: ${env:WSCHAT_LOADER_SURELY_UNSET:-}\n  claims: { customer_id: '${cid}', tier: 2 }\nvars: { cid: c-1 }\n",
+    );
+    d.write("api.yaml", "asyncapi: 3.0.0\n");
+    // The scenario's own `requires` follow the suite's, without repeats; the unset env var it
+    // uses is then no load error (the runner skips the scenario with the reason instead).
+    d.write(
+        "s.yaml",
+        "name: s\nrequires: [WSCHAT_TOKEN, WSCHAT_OTHER]\nsteps:\n  - send: { text: '${env:WSCHAT_TARGET}' }\n",
+    );
+    let suite = load_suite(std::slice::from_ref(&d.0), &LoadOptions::default())
+        .unwrap_or_else(|e| panic!("{}", e.render_plain()));
+    let c = &suite.config;
+    assert_eq!(c.requires, ["WSCHAT_TARGET", "WSCHAT_TOKEN"]);
+    assert!(c.target_required);
+    assert!(!c.check_sent);
+    assert_eq!(c.asyncapi.as_deref(), Some(d.0.join("api.yaml").as_path()));
+    assert_eq!(
+        c.auth.claims.as_ref().unwrap().0,
+        json!({"customer_id": "${cid}", "tier": 2})
+    );
+    assert_eq!(
+        suite.scenarios[0].requires,
+        ["WSCHAT_TARGET", "WSCHAT_TOKEN", "WSCHAT_OTHER"]
+    );
+
+    // Defaults: none of it.
+    let c = SuiteConfig::default();
+    assert!(c.requires.is_empty() && !c.target_required && c.asyncapi.is_none() && c.check_sent);
+
+    // Wrong shapes name the place.
+    let bad = |yaml: &str| match load_config_str(&d.0.join("wschat-suite.yaml"), yaml, &opts()) {
+        Ok(_) => panic!("expected an error for {yaml:?}"),
+        Err(e) => e.render_plain(),
+    };
+    assert!(bad("asyncapi: missing.yaml\n").contains("AsyncAPI document"));
+    assert!(bad("auth: { claims: [a] }\n").contains("auth.claims must map claim names"));
+    assert!(bad("target_required: yes\n").contains("target_required must be true or false"));
+    assert!(bad("requires: WSCHAT_X\n").contains("requires must be a list"));
+}
+
+#[test]
+fn repeat_and_env_default_placeholders_are_checked_at_load() {
+    // `${env:NAME:-default}` needs no `requires`: it always renders.
+    ok("name: e\nsteps:\n  - send: { text: '${env:WSCHAT_LOADER_SURELY_UNSET:-x}' }\n");
+    ok("name: r\nsteps:\n  - send: { text: '${repeat:1100000:a}' }\n");
+    let e = errs("name: r\nsteps:\n  - send: { text: '${repeat:many:a}' }\n");
+    assert!(
+        e.contains("repeat count 'many' is not a whole number"),
+        "{e}"
+    );
+    let e = errs("name: r\nsteps:\n  - send: { text: '${repeat:999999999999:ab}' }\n");
+    assert!(e.contains("MiB limit"), "{e}");
+}

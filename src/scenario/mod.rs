@@ -53,6 +53,10 @@ pub(crate) fn suggest<'a>(
 }
 
 #[cfg(test)]
+#[path = "schema_drift_tests.rs"]
+mod schema_drift_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

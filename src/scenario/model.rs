@@ -61,6 +61,19 @@ pub struct SuiteConfig {
     pub max_frame_bytes: usize,
     pub auth: AuthConfig,
     pub vars: BTreeMap<String, Template>,
+    /// Env vars every scenario of the suite requires (merged into each scenario's `requires`,
+    /// so a scenario is skipped with the reason when one is unset).
+    pub requires: Vec<String>,
+    /// The suite describes another server: with no target from any source (`--target`,
+    /// `WSCHAT_TARGET`, the suite's `target`) the run is refused (exit 2) instead of starting
+    /// the embedded reference server.
+    pub target_required: bool,
+    /// Message schemas from an AsyncAPI 2.x/3.x document instead of a schemas folder
+    /// (`asyncapi:` in the suite; `--asyncapi` overrides).
+    pub asyncapi: Option<PathBuf>,
+    /// Check the frames the scenarios send against the client schemas, reported as notes
+    /// (never failures: error scenarios send invalid frames on purpose). Default true.
+    pub check_sent: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -84,6 +97,8 @@ impl Default for Timeouts {
 pub struct AuthConfig {
     pub jwt_secret: Option<Template>,
     pub token: Option<Template>,
+    /// Extra claims of the `${jwt*:USER}` tokens (a JSON object whose strings are templates).
+    pub claims: Option<Template>,
 }
 
 #[derive(

@@ -44,6 +44,46 @@ pub enum TemplateError {
     Unresolved { name: String },
 }
 
+/// The largest text `${repeat:N:TEXT}` may build (N × TEXT bytes): large enough to exceed any
+/// sane frame limit, small enough not to exhaust memory by a typo.
+pub const MAX_REPEAT_BYTES: usize = 256 * 1024 * 1024;
+
+/// `N:TEXT` of `${repeat:N:TEXT}` → (N, TEXT). TEXT is non-empty and free of `{`, `}`, `$`.
+pub fn parse_repeat(arg: &str) -> Result<(usize, &str), String> {
+    let (n, text) = arg
+        .split_once(':')
+        .ok_or_else(|| "expected repeat:COUNT:TEXT (e.g. ${repeat:1100000:a})".to_owned())?;
+    let n: usize = n
+        .trim()
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("repeat count '{n}' is not a whole number"))?;
+    if text.is_empty() {
+        return Err("repeat needs a non-empty TEXT after the count".into());
+    }
+    if n.saturating_mul(text.len()) > MAX_REPEAT_BYTES {
+        return Err(format!(
+            "repeat builds {n} × {} bytes, more than the {} MiB limit",
+            text.len(),
+            MAX_REPEAT_BYTES / (1024 * 1024)
+        ));
+    }
+    Ok((n, text))
+}
+
+/// `${env:NAME}` or `${env:NAME:-default}` (the default applies when NAME is unset or empty,
+/// as in the shell); `lookup` reads the environment.
+pub fn env_with_default(arg: &str, lookup: impl Fn(&str) -> Option<String>) -> Option<String> {
+    match arg.split_once(":-") {
+        Some((name, default)) => Some(
+            lookup(name)
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.to_owned()),
+        ),
+        None => lookup(arg),
+    }
+}
+
 /// One piece of a templated string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Segment<'a> {
@@ -60,6 +100,7 @@ fn valid_name(name: &str) -> bool {
     match name.split_once(':') {
         // The argument of a prefix (`env:HOME`, `jwt:alice@example.com`) is free text
         // except for the characters that would make the template ambiguous.
+        // `${env:NAME:-}` (an empty default) ends in `-`: allowed.
         Some((prefix, arg)) => plain(prefix) && !arg.is_empty() && !arg.contains(['{', '}', '$']),
         None => plain(name),
     }
@@ -251,6 +292,41 @@ impl std::fmt::Display for Template {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn repeat_argument() {
+        assert_eq!(super::parse_repeat("3:ab"), Ok((3, "ab")));
+        assert_eq!(super::parse_repeat("1_100_000:a"), Ok((1_100_000, "a")));
+        // The text may itself contain ':'.
+        assert_eq!(super::parse_repeat("2:a:b"), Ok((2, "a:b")));
+        assert!(super::parse_repeat("x:a")
+            .unwrap_err()
+            .contains("not a whole number"));
+        assert!(super::parse_repeat("3")
+            .unwrap_err()
+            .contains("repeat:COUNT:TEXT"));
+        assert!(super::parse_repeat("3:").unwrap_err().contains("non-empty"));
+        assert!(super::parse_repeat("999999999999:ab")
+            .unwrap_err()
+            .contains("MiB limit"));
+    }
+
+    #[test]
+    fn env_defaults_follow_the_shell() {
+        let env = |n: &str| match n {
+            "SET" => Some("v".to_owned()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        };
+        assert_eq!(super::env_with_default("SET", env), Some("v".into()));
+        assert_eq!(super::env_with_default("UNSET", env), None);
+        assert_eq!(super::env_with_default("SET:-d", env), Some("v".into()));
+        assert_eq!(super::env_with_default("UNSET:-d", env), Some("d".into()));
+        assert_eq!(super::env_with_default("EMPTY:-d", env), Some("d".into()));
+        assert_eq!(super::env_with_default("UNSET:-", env), Some(String::new()));
+        assert!(Template::string("${env:WSCHAT_X:-}").is_ok());
+        assert!(Template::string("${env:WSCHAT_X:-a b/c}").is_ok());
+    }
     use super::*;
     use serde_json::json;
     use std::collections::BTreeMap;

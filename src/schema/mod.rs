@@ -13,6 +13,8 @@ use serde_json::Value;
 
 use crate::runner::SchemaViolation;
 
+pub mod asyncapi;
+
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/embedded_schemas.rs"));
 }
@@ -77,14 +79,24 @@ pub struct SchemaFailure {
     pub violations: Vec<SchemaViolation>,
 }
 
+/// The `index.json` key of the fallback schema of a side: frames of that side without the
+/// discriminator, or with a value that has no schema of its own (examples/GAPS.md, G1).
+pub const FALLBACK: &str = "*";
+
 /// Compiled schemas for both sides, keyed by discriminator value.
 pub struct SchemaRegistry {
     origin: String,
     discriminator: String,
+    /// Per-side discriminator pointers; `None` for a side whose frames carry no discriminator
+    /// (every frame of it is checked with the side's `*` schema).
+    server_discriminator: Option<String>,
+    client_discriminator: Option<String>,
     server: HashMap<String, Arc<Validator>>,
     client: HashMap<String, Arc<Validator>>,
     server_known: String,
     client_known: String,
+    /// Check sent frames against the client schemas (as notes, never failures).
+    check_sent: bool,
 }
 
 impl std::fmt::Debug for SchemaRegistry {
@@ -164,6 +176,21 @@ impl SchemaRegistry {
         )
     }
 
+    /// The message payload schemas of an AsyncAPI 2.x/3.x document (see [`asyncapi`]).
+    pub fn load_asyncapi(path: &Path, discriminator: &str) -> Result<Self, SchemaError> {
+        asyncapi::load(path, discriminator)
+    }
+
+    /// The schemas a suite config names: its AsyncAPI document, else its folder, else the
+    /// built-in set; sent-frame checks as the config says.
+    pub fn for_suite(config: &crate::scenario::SuiteConfig) -> Result<Self, SchemaError> {
+        let registry = match &config.asyncapi {
+            Some(doc) => Self::load_asyncapi(doc, &config.discriminator)?,
+            None => Self::load(config.schemas_dir.as_deref(), &config.discriminator)?,
+        };
+        Ok(registry.with_sent_checks(config.check_sent))
+    }
+
     /// `dir` when given, else the embedded schemas.
     pub fn load(dir: Option<&Path>, discriminator: &str) -> Result<Self, SchemaError> {
         match dir {
@@ -216,6 +243,8 @@ impl SchemaRegistry {
                 )));
             }
         }
+        let (server_disc, client_disc) =
+            side_discriminators(index.get("discriminator"), discriminator).map_err(index_err)?;
         let mut compiled: HashMap<String, Arc<Validator>> = HashMap::new();
         let mut side_map = |side: &str| -> Result<HashMap<String, Arc<Validator>>, SchemaError> {
             let mut out = HashMap::new();
@@ -266,6 +295,37 @@ impl SchemaRegistry {
         };
         let server = side_map("server")?;
         let client = side_map("client")?;
+        Self::assemble(
+            origin,
+            discriminator,
+            (server_disc, client_disc),
+            server,
+            client,
+        )
+    }
+
+    /// Builds the registry from compiled validators; checks that a side without a
+    /// discriminator has its `*` schema.
+    fn assemble(
+        origin: String,
+        discriminator: &str,
+        (server_disc, client_disc): (Option<String>, Option<String>),
+        server: HashMap<String, Arc<Validator>>,
+        client: HashMap<String, Arc<Validator>>,
+    ) -> Result<Self, SchemaError> {
+        for (name, disc, map) in [
+            ("server", &server_disc, &server),
+            ("client", &client_disc, &client),
+        ] {
+            if disc.is_none() && !map.is_empty() && !map.contains_key(FALLBACK) {
+                return Err(SchemaError::Index {
+                    origin,
+                    message: format!(
+                        "the {name} side has no discriminator, so it needs a \"*\" schema for all its frames"
+                    ),
+                });
+            }
+        }
         let known = |m: &HashMap<String, Arc<Validator>>| {
             let mut k: Vec<&str> = m.keys().map(String::as_str).collect();
             k.sort_unstable();
@@ -276,9 +336,61 @@ impl SchemaRegistry {
             client_known: known(&client),
             origin,
             discriminator: discriminator.to_owned(),
+            server_discriminator: server_disc,
+            client_discriminator: client_disc,
             server,
             client,
+            check_sent: true,
         })
+    }
+
+    /// Whether frames the scenarios send are checked against the client schemas (the suite's
+    /// `check_sent`); such checks only ever add notes to the transcript.
+    pub fn with_sent_checks(mut self, on: bool) -> Self {
+        self.check_sent = on;
+        self
+    }
+
+    /// The note for a sent frame that does not match its client schema, if checks are on.
+    pub fn sent_note(&self, frame: &Value) -> Option<String> {
+        if !self.check_sent || self.client.is_empty() {
+            return None;
+        }
+        self.check(Side::Client, frame)
+            .err()
+            .map(|f| format!("{}{}", crate::runner::SENT_SCHEMA_NOTE, f.message))
+    }
+
+    /// Compiles schemas given as values (the AsyncAPI loader inlines every `$ref` first, so
+    /// nothing needs retrieving). `entries` are (side, discriminator value or `*`, label, schema).
+    pub(crate) fn from_values(
+        origin: String,
+        discriminator: &str,
+        entries: Vec<(Side, String, String, Value)>,
+    ) -> Result<Self, SchemaError> {
+        let mut server = HashMap::new();
+        let mut client = HashMap::new();
+        for (side, event_type, label, schema) in entries {
+            let validator = jsonschema::options()
+                .with_retriever(FileRetriever {
+                    files: Arc::new(BTreeMap::new()),
+                    by_id: Arc::new(HashMap::new()),
+                })
+                .build(&schema)
+                .map_err(|e| SchemaError::Compile {
+                    origin: origin.clone(),
+                    file: label,
+                    event_type: event_type.clone(),
+                    message: e.to_string(),
+                })?;
+            let map = match side {
+                Side::Server => &mut server,
+                Side::Client => &mut client,
+            };
+            map.insert(event_type, Arc::new(validator));
+        }
+        let disc = Some(discriminator.to_owned());
+        Self::assemble(origin, discriminator, (disc.clone(), disc), server, client)
     }
 
     /// Where the schemas came from (a folder, or the built-in set).
@@ -310,20 +422,64 @@ impl SchemaRegistry {
         event.pointer(&self.discriminator).and_then(Value::as_str)
     }
 
-    /// Validates one event with its compiled schema.
+    /// The discriminator pointer of one side; `None` when that side's frames carry none.
+    pub fn side_discriminator(&self, side: Side) -> Option<&str> {
+        match side {
+            Side::Server => self.server_discriminator.as_deref(),
+            Side::Client => self.client_discriminator.as_deref(),
+        }
+    }
+
+    /// Validates one event with its compiled schema: the one named by its discriminator value,
+    /// else the side's `*` fallback schema when there is one.
     pub fn check(&self, side: Side, event: &Value) -> Result<(), SchemaFailure> {
-        let event_type = match event.pointer(&self.discriminator) {
-            Some(Value::String(s)) => s.as_str(),
-            other => {
-                let what = match other {
-                    None => "is missing".to_owned(),
-                    Some(v) => format!("is not a string ({v})"),
+        let map = self.map(side);
+        let fallback = map.get(FALLBACK);
+        let found = match self.side_discriminator(side) {
+            None => Ok((FALLBACK, fallback)),
+            Some(pointer) => match event.pointer(pointer) {
+                Some(Value::String(s)) => match map.get(s.as_str()) {
+                    Some(v) => Ok((s.as_str(), Some(v))),
+                    None if fallback.is_some() => Ok((FALLBACK, fallback)),
+                    None => Err(Some(s.as_str())),
+                },
+                _ if fallback.is_some() => Ok((FALLBACK, fallback)),
+                other => {
+                    let what = match other {
+                        None => "is missing".to_owned(),
+                        Some(v) => format!("is not a string ({v})"),
+                    };
+                    let message = format!("discriminator {pointer} {what}");
+                    return Err(SchemaFailure {
+                        violations: vec![SchemaViolation {
+                            event_type: None,
+                            instance_path: pointer.to_owned(),
+                            keyword: "discriminator".into(),
+                            schema_path: "index.json".into(),
+                            message: message.clone(),
+                        }],
+                        message,
+                    });
+                }
+            },
+        };
+        let (event_type, validator) = match found {
+            Ok((t, Some(v))) => (t, v),
+            Ok((_, None)) => return Ok(()),
+            Err(t) => {
+                let event_type = t.unwrap_or_default();
+                let known = match side {
+                    Side::Server => &self.server_known,
+                    Side::Client => &self.client_known,
                 };
-                let message = format!("discriminator {} {what}", self.discriminator);
+                let message = format!("unknown event type '{event_type}' (known: {known})");
                 return Err(SchemaFailure {
                     violations: vec![SchemaViolation {
-                        event_type: None,
-                        instance_path: self.discriminator.clone(),
+                        event_type: Some(event_type.to_owned()),
+                        instance_path: self
+                            .side_discriminator(side)
+                            .unwrap_or(&self.discriminator)
+                            .to_owned(),
                         keyword: "discriminator".into(),
                         schema_path: "index.json".into(),
                         message: message.clone(),
@@ -331,23 +487,6 @@ impl SchemaRegistry {
                     message,
                 });
             }
-        };
-        let Some(validator) = self.map(side).get(event_type) else {
-            let known = match side {
-                Side::Server => &self.server_known,
-                Side::Client => &self.client_known,
-            };
-            let message = format!("unknown event type '{event_type}' (known: {known})");
-            return Err(SchemaFailure {
-                violations: vec![SchemaViolation {
-                    event_type: Some(event_type.to_owned()),
-                    instance_path: self.discriminator.clone(),
-                    keyword: "discriminator".into(),
-                    schema_path: "index.json".into(),
-                    message: message.clone(),
-                }],
-                message,
-            });
         };
         // The fast path allocates nothing; errors are collected only for invalid events.
         if validator.is_valid(event) {
@@ -384,6 +523,47 @@ impl SchemaRegistry {
             message,
             violations,
         })
+    }
+}
+
+/// The per-side discriminators from `index.json`'s `discriminator`: absent or a string means
+/// the suite's discriminator for both sides; a map `{"server": "type", "client": null}` sets
+/// each side (`null`: that side's frames have none and are all checked with `*`).
+fn side_discriminators(
+    declared: Option<&Value>,
+    suite: &str,
+) -> Result<(Option<String>, Option<String>), String> {
+    let pointer = |s: &str| {
+        if s.starts_with('/') {
+            s.to_owned()
+        } else {
+            format!("/{s}")
+        }
+    };
+    match declared {
+        None | Some(Value::String(_)) => Ok((Some(suite.to_owned()), Some(suite.to_owned()))),
+        Some(Value::Object(map)) => {
+            if let Some(k) = map
+                .keys()
+                .find(|k| !matches!(k.as_str(), "server" | "client"))
+            {
+                return Err(format!(
+                    "'discriminator.{k}': expected only the keys server and client"
+                ));
+            }
+            let side = |name: &str| match map.get(name) {
+                None => Ok(Some(suite.to_owned())),
+                Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) if !s.is_empty() => Ok(Some(pointer(s))),
+                Some(other) => Err(format!(
+                    "'discriminator.{name}' is a field name, a JSON pointer or null, got {other}"
+                )),
+            };
+            Ok((side("server")?, side("client")?))
+        }
+        Some(other) => Err(format!(
+            "'discriminator' is a field name or {{\"server\": …, \"client\": …}}, got {other}"
+        )),
     }
 }
 
@@ -518,6 +698,90 @@ mod tests {
         ])
         .unwrap_err();
         assert!(matches!(err, SchemaError::Compile { .. }), "{err}");
+    }
+
+    #[test]
+    fn fallback_schema_per_side_g1() {
+        let r = registry(&[
+            (
+                "index.json",
+                json!({"server": {"reply": "reply.json"}, "client": {"*": "input.json", "ping": "ping.json"}}),
+            ),
+            ("reply.json", json!({"required": ["text"]})),
+            ("ping.json", json!({"properties": {"type": {"const": "ping"}}, "additionalProperties": false})),
+            ("input.json", json!({"type": "object", "required": ["message"]})),
+        ])
+        .unwrap();
+        // No discriminator, or a value without a schema of its own: the `*` schema.
+        r.check(Side::Client, &json!({"message": "hi"})).unwrap();
+        r.check(Side::Client, &json!({"type": "other", "message": "hi"}))
+            .unwrap();
+        let e = r.check(Side::Client, &json!({"text": "hi"})).unwrap_err();
+        assert_eq!(e.violations[0].event_type.as_deref(), Some("*"));
+        assert_eq!(e.violations[0].keyword, "required");
+        // A value with its own schema uses it.
+        assert!(r
+            .check(Side::Client, &json!({"type": "ping", "message": "x"}))
+            .is_err());
+        // The server side has no fallback: unknown types are still reported.
+        let e = r.check(Side::Server, &json!({"type": "nope"})).unwrap_err();
+        assert!(
+            e.message.contains("unknown event type 'nope'"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn per_side_discriminator_g1() {
+        let r = registry(&[
+            (
+                "index.json",
+                json!({"discriminator": {"server": "event", "client": null},
+                       "server": {"reply": "reply.json"}, "client": {"*": "input.json"}}),
+            ),
+            ("reply.json", json!({"required": ["text"]})),
+            ("input.json", json!({"required": ["message"]})),
+        ])
+        .unwrap();
+        assert_eq!(r.side_discriminator(Side::Server), Some("/event"));
+        assert_eq!(r.side_discriminator(Side::Client), None);
+        r.check(Side::Server, &json!({"event": "reply", "text": "x"}))
+            .unwrap();
+        assert!(r.check(Side::Server, &json!({"event": "reply"})).is_err());
+        // The suite's discriminator (`/type`) does not apply to the server side any more.
+        let e = r
+            .check(Side::Server, &json!({"type": "reply"}))
+            .unwrap_err();
+        assert!(e.message.contains("/event is missing"), "{}", e.message);
+        // A client frame with a `type` field still goes to `*`: that side has no discriminator.
+        r.check(Side::Client, &json!({"type": "reply", "message": "m"}))
+            .unwrap();
+        // A side without a discriminator needs its `*` schema.
+        let err = registry(&[
+            (
+                "index.json",
+                json!({"discriminator": {"client": null}, "client": {"ping": "p.json"}}),
+            ),
+            ("p.json", json!({})),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("needs a \"*\" schema"), "{err}");
+        let err = registry(&[("index.json", json!({"discriminator": {"server": 3}}))]).unwrap_err();
+        assert!(err.to_string().contains("'discriminator.server'"), "{err}");
+    }
+
+    #[test]
+    fn sent_notes_never_fail_and_can_be_turned_off() {
+        let r = sample();
+        assert_eq!(r.sent_note(&json!({"type": "ping"})), None);
+        let note = r.sent_note(&json!({"type": "nope"})).expect("a note");
+        assert!(
+            note.starts_with("schema note (not a failure): unknown event type 'nope'"),
+            "{note}"
+        );
+        let r = r.with_sent_checks(false);
+        assert_eq!(r.sent_note(&json!({"type": "nope"})), None);
     }
 
     #[test]
