@@ -15,8 +15,8 @@
 //! cargo test --test faults -- --ignored regenerate_faults_doc
 //! ```
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use assert_cmd::Command;
@@ -24,8 +24,8 @@ use reference_server::fault::Fault;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-/// The environment variable the generated suite config reads the JWT secret from.
-const SECRET_ENV: &str = "WSCHAT_FAULTS_TEST_JWT_SECRET";
+/// The bundled suite config reads the target's HS256 secret from here (`auth.jwt_secret`).
+const SECRET_ENV: &str = "WSCHAT_JWT_SECRET";
 /// Upper bound for one harness run; the slowest selection needs about 6 s.
 const RUN_LIMIT: Duration = Duration::from_secs(240);
 /// Fault runs at once. They mostly wait on timeouts, so more than the cores is fine.
@@ -41,47 +41,6 @@ fn work_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("wschat-check-faults-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("create the temp folder");
     dir
-}
-
-/// A suite folder whose config is the bundled one plus `auth.jwt_secret`, so the harness can mint
-/// tokens for a server it did not start. (`run` has no option for a target's secret; the bundled
-/// config is reused rather than copied, so its timeouts and vars stay the ones under test.)
-fn suite_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let scenarios = root().join("scenarios");
-        let bundled = std::fs::read_to_string(scenarios.join("wschat-suite.yaml"))
-            .expect("read scenarios/wschat-suite.yaml");
-        let mut out = String::new();
-        let (mut schemas, mut rules) = (false, false);
-        for line in bundled.lines() {
-            if let Some(rel) = line.strip_prefix("schemas:") {
-                schemas = true;
-                let p = scenarios.join(rel.trim());
-                out.push_str(&format!("schemas: '{}'\n", p.display()));
-            } else if let Some(rel) = line.strip_prefix("rules:") {
-                rules = true;
-                let p = scenarios.join(rel.trim());
-                out.push_str(&format!("rules: '{}'\n", p.display()));
-            } else {
-                assert!(
-                    !line.starts_with("auth:"),
-                    "the bundled suite config gained an auth section; merge it here"
-                );
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
-        assert!(
-            schemas && rules,
-            "the bundled suite config no longer names `schemas:` and `rules:`"
-        );
-        out.push_str(&format!("auth:\n  jwt_secret: \"${{env:{SECRET_ENV}}}\"\n"));
-        let dir = work_dir().join("suite");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("wschat-suite.yaml"), out).unwrap();
-        dir
-    })
 }
 
 /// What one harness run against one server produced.
@@ -142,7 +101,7 @@ async fn run_against(fault: Option<Fault>, sel: Selection<'_>, tag: &str) -> Res
         .env("NO_COLOR", "1")
         .env(SECRET_ENV, &secret)
         .arg("run")
-        .arg(suite_dir())
+        .arg(root().join("scenarios"))
         .arg(root().join("scenarios"))
         .args(["--target", &server.ws_url(), "--color", "never"])
         .args(["-j", &sel.jobs.to_string()])
