@@ -496,6 +496,25 @@ fn is_credential_name(name: &str) -> bool {
         .any(|w| n.contains(w))
 }
 
+/// The suite's own HS256 secret (`auth.jwt_secret`, usually `${env:NAME}`), rendered the way the
+/// runner renders it, so reports can redact it. `None` when the suite has none or it refers to
+/// run values (target, ...) the CLI does not know yet; the runner then reports the problem.
+fn suite_jwt_secret(suite: &Suite, vars: &[(String, String)]) -> Option<String> {
+    let template = suite.config.auth.jwt_secret.as_ref()?;
+    let run = runner::resolver::RunValues {
+        cli_vars: vars.iter().cloned().collect(),
+        ..Default::default()
+    };
+    let empty = BTreeMap::new();
+    template
+        .render_string(&runner::resolver::VarsResolver {
+            run: &run,
+            vars: &empty,
+        })
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
 fn level_of(l: LevelArg) -> Level {
     match l {
         LevelArg::Must => Level::Must,
@@ -572,6 +591,9 @@ fn cmd_run(a: RunArgs) -> Result<u8, u8> {
         if is_credential_name(k) {
             secrets.push(Secret::new(k.to_ascii_uppercase(), v.clone()));
         }
+    }
+    if let Some(s) = suite_jwt_secret(&suite, &a.vars) {
+        secrets.push(Secret::new("JWT_SECRET", s));
     }
     let report_opts = report_options(&a.out, a.target.clone(), secrets)?;
     let mut reporters = report_opts.build().map_err(|e| {

@@ -71,10 +71,9 @@ enum WaitEnd {
     Checks(Vec<Failure>),
 }
 
-/// Runs one scenario to its result.
-pub(crate) async fn run_scenario(shared: Arc<RunShared>, sc: &Scenario) -> ScenarioResult {
-    let started = Instant::now();
-    let mut result = ScenarioResult {
+/// The result of a scenario that did not run (yet): status `passed`, one attempt, no steps.
+fn blank_result(sc: &Scenario) -> ScenarioResult {
+    ScenarioResult {
         name: sc.name.clone(),
         description: sc.description.clone(),
         location: sc.loc.to_string(),
@@ -89,7 +88,24 @@ pub(crate) async fn run_scenario(shared: Arc<RunShared>, sc: &Scenario) -> Scena
         failures: Vec::new(),
         transcripts: Vec::new(),
         timings: Vec::new(),
-    };
+    }
+}
+
+/// A scenario reported as skipped without running: every step `not_run`, zero attempts.
+/// Used for unset `requires`, live gating and scenarios `--fail-fast` kept from starting.
+pub(crate) fn skipped_result(sc: &Scenario, reason: String) -> ScenarioResult {
+    let mut result = blank_result(sc);
+    result.status = Status::Skipped;
+    result.attempts = 0;
+    result.skip_reason = Some(reason);
+    result.steps = not_run(&sc.steps, 0);
+    result
+}
+
+/// Runs one scenario to its result.
+pub(crate) async fn run_scenario(shared: Arc<RunShared>, sc: &Scenario) -> ScenarioResult {
+    let started = Instant::now();
+    let mut result = blank_result(sc);
     let missing: Vec<&str> = sc
         .requires
         .iter()
@@ -97,21 +113,20 @@ pub(crate) async fn run_scenario(shared: Arc<RunShared>, sc: &Scenario) -> Scena
         .map(String::as_str)
         .collect();
     if !missing.is_empty() {
-        result.status = Status::Skipped;
-        result.attempts = 0;
-        result.skip_reason = Some(if missing.len() == 1 {
-            format!(
-                "requires environment variable {}, which is not set",
-                missing[0]
-            )
-        } else {
-            format!(
-                "requires environment variables {}, which are not set",
-                missing.join(", ")
-            )
-        });
-        result.steps = not_run(&sc.steps, 0);
-        return result;
+        return skipped_result(
+            sc,
+            if missing.len() == 1 {
+                format!(
+                    "requires environment variable {}, which is not set",
+                    missing[0]
+                )
+            } else {
+                format!(
+                    "requires environment variables {}, which are not set",
+                    missing.join(", ")
+                )
+            },
+        );
     }
 
     let mut ex = Exec {
@@ -121,6 +136,7 @@ pub(crate) async fn run_scenario(shared: Arc<RunShared>, sc: &Scenario) -> Scena
             discriminator: shared.config.discriminator.clone(),
             ignore: shared.config.ignore.iter().cloned().collect(),
             start: started,
+            schema_sample: shared.schema_sample,
         },
         shared: shared.clone(),
         vars: BTreeMap::new(),
@@ -704,8 +720,11 @@ impl Exec {
             let seq = match self.wait_event(i, &mut pos, deadline).await {
                 Ok(seq) => seq,
                 Err(end) => {
-                    let why =
-                        candidate.map(|(seq, _)| (seq, self.mismatch_text(&m, self.event(i, seq))));
+                    // The candidate may have left the capped transcript during a flood.
+                    let why = candidate.and_then(|(seq, _)| {
+                        let ev = self.conns[i].frame(seq)?.json.as_ref()?;
+                        Some((seq, self.mismatch_text(&m, ev)))
+                    });
                     let mut fs =
                         self.wait_failure(i, end, &format!("an event matching {m}"), timeout, why);
                     fs[0].expected.get_or_insert_with(|| m.to_string());
