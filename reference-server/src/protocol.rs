@@ -200,7 +200,15 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ParseError> {
                 Some(n @ Value::String(_)) => Ok(ClientMessage::Ping {
                     nonce: Some(n.clone()),
                 }),
-                Some(n @ Value::Number(num)) if num.is_i64() || num.is_u64() => {
+                // JSON Schema's `integer` is any number without a fractional part (`1.0`, `1e2`,
+                // 2^64 included), and the schema is the protocol's truth: accept exactly that.
+                Some(n @ Value::Number(num))
+                    if num.is_i64()
+                        || num.is_u64()
+                        || num
+                            .as_f64()
+                            .is_some_and(|f| f.is_finite() && f.fract() == 0.0) =>
+                {
                     Ok(ClientMessage::Ping {
                         nonce: Some(n.clone()),
                     })
@@ -315,6 +323,16 @@ mod tests {
             "INVALID_MESSAGE"
         );
         assert_eq!(code(r#"{"type":"ping","nonce":1.5}"#), "INVALID_MESSAGE");
+        for whole in ["1.0", "1e2", "18446744073709551616"] {
+            let frame = format!(r#"{{"type":"ping","nonce":{whole}}}"#);
+            assert!(
+                matches!(
+                    parse_client_message(&frame),
+                    Ok(ClientMessage::Ping { nonce: Some(_) })
+                ),
+                "{frame} is an integer for the schema, so the server must accept it"
+            );
+        }
         assert_eq!(code(r#"{"type":"ping","nonce":null}"#), "INVALID_MESSAGE");
         assert_eq!(code(r#"{"type":"auth"}"#), "INVALID_MESSAGE");
     }
