@@ -181,6 +181,9 @@ enum End {
     ClientGone,
     /// `tcp-reset`: drop the connection now, without a close frame.
     Sever,
+    /// The client broke the WebSocket protocol (RFC 6455 7.1.7, "fail the connection"): a close
+    /// frame with this code, then the TCP end. No close is awaited: the stream is unusable.
+    Fail { code: u16, text: &'static str },
     /// The server closes: optionally a `closing` event, then a close frame.
     Close {
         reason: Option<&'static str>,
@@ -285,6 +288,9 @@ impl Connection {
             End::ClientGone => {}
             // The writer dies with whatever it still holds; the socket goes when `self` is dropped.
             End::Sever => self.writer.abort(),
+            End::Fail { code, text } => {
+                let _ = self.out.send(Outgoing::Close(code, text)).await;
+            }
             End::Close { reason, code, text } => {
                 if let Some(r) = reason {
                     self.send(closing_event(r)).await;
@@ -351,6 +357,10 @@ impl Connection {
                             code: 1009,
                             text: "message too big",
                         };
+                    }
+                    if let Some((code, text)) = violation(&e) {
+                        tracing::debug!(session = %self.session_id, "protocol violation: {e}");
+                        return End::Fail { code, text };
                     }
                     tracing::debug!(session = %self.session_id, "socket error: {e}");
                     return End::ClientGone;
@@ -695,6 +705,27 @@ fn is_capacity_error(e: &axum::Error) -> bool {
         src = s.source();
     }
     false
+}
+
+/// The close code for a client's protocol violation (RFC 6455 7.4.1): 1007 for a text frame that
+/// is not UTF-8, 1002 for any other malformed frame; `None` when the client just went away.
+fn violation(e: &axum::Error) -> Option<(u16, &'static str)> {
+    use std::error::Error as _;
+    use tungstenite::error::ProtocolError;
+    let mut src = e.source();
+    while let Some(s) = src {
+        if let Some(t) = s.downcast_ref::<tungstenite::Error>() {
+            return match t {
+                tungstenite::Error::Utf8(_) => Some((1007, "invalid UTF-8 in a text frame")),
+                // The TCP stream ended without a close frame: nobody left to tell.
+                tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+                tungstenite::Error::Protocol(_) => Some((1002, "protocol error")),
+                _ => None,
+            };
+        }
+        src = s.source();
+    }
+    None
 }
 
 async fn writer_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<Outgoing>) {

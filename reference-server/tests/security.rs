@@ -626,37 +626,45 @@ async fn raw_connected(srv: &Srv, user: &str) -> TcpStream {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_frames_end_the_connection_and_nothing_else() {
     let srv = start(Config::default()).await;
-    let cases: Vec<(&str, Vec<u8>)> = vec![
+    // RFC 6455 7.4.1: 1007 for data inconsistent with the message type, 1002 for a protocol error.
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
         (
             "invalid UTF-8 in a text frame",
             frame(0x1, &[0xc3, 0x28, 0xff], true, 3),
+            1007,
         ),
         (
             "an unmasked client frame",
             frame(0x1, b"{\"type\":\"ping\"}", false, 15),
+            1002,
         ),
-        ("a reserved opcode", frame(0x3, b"x", true, 1)),
-        ("reserved bits set", {
-            let mut f = frame(0x1, b"{}", true, 2);
-            f[0] |= 0x70;
-            f
-        }),
-        ("a fragmented control frame", {
-            let mut f = frame(0x9, b"p", true, 1);
-            f[0] &= 0x7f;
-            f
-        }),
+        ("a reserved opcode", frame(0x3, b"x", true, 1), 1002),
+        (
+            "reserved bits set",
+            {
+                let mut f = frame(0x1, b"{}", true, 2);
+                f[0] |= 0x70;
+                f
+            },
+            1002,
+        ),
+        (
+            "a fragmented control frame",
+            {
+                let mut f = frame(0x9, b"p", true, 1);
+                f[0] &= 0x7f;
+                f
+            },
+            1002,
+        ),
     ];
-    for (what, bytes) in cases {
+    for (what, bytes, code) in cases {
         let mut s = raw_connected(&srv, "raw").await;
         s.write_all(&bytes).await.unwrap();
         let (end, texts) = raw_end(&mut s).await;
-        // RFC 6455 lets the server fail the connection (a close frame with 1002/1007, or just the
-        // TCP end); it must not answer the frame as if it were a message.
-        assert!(
-            matches!(end, RawEnd::Dropped | RawEnd::Close(1002 | 1007)),
-            "{what}: {end:?}"
-        );
+        // The server fails the connection with the close code that names the violation (RFC 6455
+        // says it SHOULD); it must not answer the frame as if it were a message.
+        assert_eq!(end, RawEnd::Close(code), "{what}");
         assert!(texts.is_empty(), "{what}: the server answered {texts:?}");
     }
     assert_still_serving(&srv).await;

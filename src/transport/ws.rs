@@ -1,9 +1,14 @@
 //! WebSocket connections: the handshake, one reader task per connection, and the write half.
 //!
 //! The reader task owns the read half. It timestamps each frame on arrival, parses text frames as JSON
-//! exactly once, and hands records to the runner over an unbounded channel; the runner owns the
-//! transcript, so no lock is taken per frame. The write half stays with the runner, which can therefore
-//! send (`cancel`, `ping`) while it waits for events.
+//! exactly once, and hands records to the runner over a channel; the runner owns the transcript, so
+//! no lock is taken per frame. The write half stays with the runner, which can therefore send
+//! (`cancel`, `ping`) while it waits for events.
+//!
+//! The channel has no length limit but a byte budget (`QUEUE_BYTES`): a record holds its share of
+//! the budget until the runner has processed it, and the reader waits for budget before reading on.
+//! A server that floods faster than the runner checks (or while the runner is busy elsewhere)
+//! therefore meets TCP backpressure instead of growing the harness's memory without limit.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +18,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
@@ -78,8 +83,14 @@ impl Refusal {
 pub enum ConnectError {
     #[error("expected 101 Switching Protocols, got {}: {}", .0.status_line, if .0.body.is_empty() { "(empty body)" } else { .0.body.as_str() })]
     Refused(Box<Refusal>),
-    #[error("connecting to {url} timed out after {}", humantime::format_duration(*.after))]
-    Timeout { url: String, after: Duration },
+    #[error("connecting to {url} timed out after {} {phase}", humantime::format_duration(*.after))]
+    Timeout {
+        url: String,
+        after: Duration,
+        /// What was still awaited: `during the TCP connect`, `waiting for the answer to the
+        /// upgrade request`, ...
+        phase: String,
+    },
     #[error("invalid WebSocket URL '{url}': {message}")]
     Url { url: String, message: String },
     #[error("could not connect to {url}: {message}")]
@@ -112,13 +123,19 @@ pub enum EndError {
 impl std::fmt::Display for EndError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            EndError::NoCloseFrame => f.write_str("connection ended without a close frame"),
-            EndError::Reset(e) => write!(f, "connection reset by peer ({e})"),
+            EndError::NoCloseFrame => {
+                f.write_str("the server closed the TCP connection without a close frame")
+            }
+            EndError::Reset(e) => {
+                write!(f, "the server reset the TCP connection, without a close frame ({e})")
+            }
             EndError::TooLarge { size, max } => write!(
                 f,
-                "received a message of {size} bytes, larger than max_frame_bytes ({max} bytes); raise max_frame_bytes in wschat-suite.yaml if this is intended"
+                "received a message of {size} bytes, which exceeds max_frame_bytes ({max} bytes); raise max_frame_bytes in wschat-suite.yaml if this is intended"
             ),
-            EndError::InvalidUtf8(e) => write!(f, "received a text frame that is not valid UTF-8 ({e})"),
+            EndError::InvalidUtf8(e) => {
+                write!(f, "received a text frame with invalid UTF-8, which RFC 6455 forbids ({e})")
+            }
             EndError::Protocol(e) => write!(f, "WebSocket protocol violation by the server: {e}"),
             EndError::Io(e) => write!(f, "connection failed: {e}"),
         }
@@ -130,6 +147,8 @@ impl std::fmt::Display for EndError {
 pub struct Incoming {
     pub at: Instant,
     pub event: WsEvent,
+    /// This record's share of the queue's byte budget, returned when the record is dropped.
+    pub budget: Option<OwnedSemaphorePermit>,
 }
 
 #[derive(Debug)]
@@ -207,11 +226,14 @@ const MAX_BODY: usize = 1024 * 1024;
 /// protocol requires for unknown subprotocols); and a refusal's whole body is wanted for reports.
 pub async fn connect(req: &ConnectRequest) -> Result<WsConnection, ConnectError> {
     let started = Instant::now();
-    match tokio::time::timeout(req.timeout, connect_inner(req, started)).await {
+    // Updated by `connect_inner` as it goes, so a timeout can say what the server never did.
+    let mut phase = String::from("during the TCP connect");
+    match tokio::time::timeout(req.timeout, connect_inner(req, started, &mut phase)).await {
         Ok(r) => r,
         Err(_) => Err(ConnectError::Timeout {
             url: redact_url(&req.url),
             after: req.timeout,
+            phase,
         }),
     }
 }
@@ -285,6 +307,7 @@ fn default_tls_config() -> Arc<rustls::ClientConfig> {
 async fn connect_inner(
     req: &ConnectRequest,
     started: Instant,
+    phase: &mut String,
 ) -> Result<WsConnection, ConnectError> {
     let shown = redact_url(&req.url);
     let url_err = |message: String| ConnectError::Url {
@@ -321,6 +344,12 @@ async fn connect_inner(
         .map_err(io_err)?;
     // Small frames (a `cancel` during a stream) must not wait for Nagle.
     let _ = tcp.set_nodelay(true);
+    *phase = if target.tls {
+        "during the TLS handshake"
+    } else {
+        "while sending the upgrade request"
+    }
+    .into();
     let mut stream = if target.tls {
         let config = req.tls.clone().unwrap_or_else(default_tls_config);
         let name = rustls::pki_types::ServerName::try_from(target.host.clone())
@@ -336,9 +365,11 @@ async fn connect_inner(
     } else {
         MaybeTlsStream::Plain(tcp)
     };
+    *phase = "while sending the upgrade request".into();
     stream.write_all(head.as_bytes()).await.map_err(io_err)?;
     stream.flush().await.map_err(io_err)?;
 
+    *phase = "waiting for the answer to the upgrade request".into();
     let (resp, leftover) =
         read_response_head(&mut stream)
             .await
@@ -351,6 +382,10 @@ async fn connect_inner(
         message,
     };
     if resp.status != 101 {
+        *phase = format!(
+            "while reading the body of the {} refusal",
+            resp.status_line()
+        );
         let body = read_body(&mut stream, &resp, leftover).await;
         let json = serde_json::from_slice(&body).ok();
         return Err(ConnectError::Refused(Box::new(Refusal {
@@ -413,7 +448,8 @@ async fn connect_inner(
     };
     let (sink, read) = ws.split();
     let (tx, rx) = mpsc::unbounded_channel();
-    let reader = tokio::spawn(read_loop(read, tx));
+    let budget = queue_budget(req.max_frame_bytes);
+    let reader = tokio::spawn(read_loop(read, tx, budget));
     Ok(WsConnection {
         sink,
         rx,
@@ -552,10 +588,7 @@ async fn read_body<S: AsyncRead + Unpin>(
 fn dechunk(raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut rest = raw;
-    loop {
-        let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
         let size_text = String::from_utf8_lossy(&rest[..eol]);
         let Ok(size) = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
         else {
@@ -572,7 +605,51 @@ fn dechunk(raw: &[u8]) -> Vec<u8> {
     out
 }
 
-async fn read_loop(mut read: SplitStream<WsStream>, tx: mpsc::UnboundedSender<Incoming>) {
+/// Bytes of received records that may wait for the runner, per connection.
+const QUEUE_BYTES: usize = 32 * 1024 * 1024;
+/// Fixed cost charged per record, so a flood of tiny frames is bounded too: the record and its
+/// channel slot, and for JSON the parsed object's first map node (about 400 bytes, measured).
+const RECORD_OVERHEAD: usize = 640;
+
+/// The byte budget of one connection's queue.
+struct Budget {
+    sem: Arc<Semaphore>,
+    capacity: usize,
+}
+
+/// `QUEUE_BYTES`, or more if one maximal message would not fit (a message `max_frame_bytes` long
+/// must always pass).
+fn queue_budget(max_frame_bytes: usize) -> Budget {
+    let max_cost = max_frame_bytes
+        .saturating_mul(3)
+        .saturating_add(RECORD_OVERHEAD);
+    let capacity = QUEUE_BYTES
+        .max(max_cost)
+        .min(Semaphore::MAX_PERMITS)
+        .min(u32::MAX as usize);
+    Budget {
+        sem: Arc::new(Semaphore::new(capacity)),
+        capacity,
+    }
+}
+
+/// What a record costs in the budget, approximately its memory: a text frame is kept both as text
+/// and as parsed JSON (a `Value` takes a small multiple of its text).
+fn cost(event: &WsEvent) -> usize {
+    let payload = match event {
+        WsEvent::Text { text, .. } => text.len().saturating_mul(3),
+        WsEvent::Binary(b) | WsEvent::Ping(b) | WsEvent::Pong(b) => b.len(),
+        WsEvent::Close(c) => c.as_ref().map_or(0, |(_, r)| r.len()),
+        WsEvent::End(_) => 0,
+    };
+    payload.saturating_add(RECORD_OVERHEAD)
+}
+
+async fn read_loop(
+    mut read: SplitStream<WsStream>,
+    tx: mpsc::UnboundedSender<Incoming>,
+    budget: Budget,
+) {
     loop {
         let item = read.next().await;
         let at = Instant::now();
@@ -599,7 +676,20 @@ async fn read_loop(mut read: SplitStream<WsStream>, tx: mpsc::UnboundedSender<In
             Some(Err(e)) => WsEvent::End(Some(classify_read_error(e))),
         };
         let end = matches!(event, WsEvent::End(_));
-        if tx.send(Incoming { at, event }).is_err() || end {
+        // The end of the stream is never held back: it must reach the runner even when the
+        // budget is exhausted. Otherwise wait (no further reads: TCP backpressure) until the
+        // runner has processed enough; a closed semaphore cannot happen (it is never closed).
+        let budget = if end {
+            None
+        } else {
+            // A record never asks for more than the whole budget, so it can always get it.
+            let wanted = cost(&event).min(budget.capacity) as u32;
+            match budget.sem.clone().acquire_many_owned(wanted).await {
+                Ok(p) => Some(p),
+                Err(_) => break,
+            }
+        };
+        if tx.send(Incoming { at, event, budget }).is_err() || end {
             break;
         }
     }
@@ -815,7 +905,7 @@ mod tests {
             )) => {
                 assert!(e
                     .to_string()
-                    .contains("larger than max_frame_bytes (1024 bytes)"));
+                    .contains("exceeds max_frame_bytes (1024 bytes)"));
             }
             other => panic!("unexpected {other:?}"),
         }
@@ -856,10 +946,29 @@ mod tests {
         let mut conn = connect(&req(format!("ws://{addr}/"))).await.unwrap();
         match next(&mut conn).await {
             WsEvent::End(Some(e @ EndError::InvalidUtf8(_))) => {
-                assert!(e.to_string().contains("not valid UTF-8"));
+                assert!(e.to_string().contains("invalid UTF-8"), "{e}");
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_queue_budget_always_fits_one_maximal_message() {
+        let text = |n: usize| WsEvent::Text {
+            text: "x".repeat(n),
+            json: Err("not JSON".into()),
+        };
+        // Tiny frames still cost their overhead, so a flood of them is bounded.
+        assert_eq!(cost(&WsEvent::Pong(Vec::new())), RECORD_OVERHEAD);
+        assert_eq!(cost(&text(10)), 30 + RECORD_OVERHEAD);
+        for max in [1024, 1 << 20, 16 << 20, 64 << 20] {
+            let b = queue_budget(max);
+            assert!(b.capacity >= QUEUE_BYTES.min(u32::MAX as usize));
+            assert!(b.capacity >= cost(&text(max)), "max_frame_bytes {max}");
+            assert_eq!(b.sem.available_permits(), b.capacity);
+        }
+        // Larger than a permit count can express: clamped, and a record asks for at most all.
+        assert_eq!(queue_budget(usize::MAX).capacity, u32::MAX as usize);
     }
 
     #[test]
