@@ -441,6 +441,7 @@ pub fn result_for(
         failures: Vec::new(),
         transcripts: Vec::new(),
         timings: Vec::new(),
+        http: Vec::new(),
     };
     let t = match transcript::read(path) {
         Ok(t) => t,

@@ -166,7 +166,7 @@ pub fn cmd_record(a: RecordArgs) -> Result<u8, u8> {
         failed |= matches!(r.status, Status::Failed);
         let Some(t) = transcript::from_result(r, &discriminator, &started_at, &redactor) else {
             eprintln!(
-                "record: {}: the scenario opened no connection, nothing recorded",
+                "record: {}: the scenario made no connection and no HTTP request, nothing recorded",
                 r.name
             );
             continue;
@@ -177,9 +177,10 @@ pub fn cmd_record(a: RecordArgs) -> Result<u8, u8> {
             return Err(crate::cli::EXIT_ENV);
         }
         println!(
-            "recorded {} ({} frames{}) → {}",
+            "recorded {} ({} records, {} HTTP{}) → {}",
             r.name,
             t.records.len(),
+            t.http_exchanges().count(),
             if r.status == Status::Failed {
                 ", the scenario FAILED"
             } else {

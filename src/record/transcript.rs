@@ -57,7 +57,10 @@ pub struct Header {
     pub target: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discriminator: Option<String>,
-    pub handshake: HandshakeRec,
+    /// The upgrade of the main connection; absent only in a recording without any WebSocket
+    /// connection (a scenario of HTTP steps only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake: Option<HandshakeRec>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub connections: BTreeMap<String, ConnectionRec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -148,6 +151,47 @@ pub enum Kind {
     Pong,
     Close,
     End,
+    /// Not a frame: one HTTP exchange of an `http` step (request and response), `dir: "sent"`.
+    Http,
+}
+
+/// The request and response of one HTTP exchange (`kind: "http"`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRec {
+    pub request: HttpRequestRec,
+    pub response: HttpResponseRec,
+    /// From sending the request to the end of the response body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRequestRec {
+    /// Upper-case method.
+    pub method: String,
+    /// The path without the query.
+    pub path: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub query: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpResponseRec {
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(default)]
+    pub body: String,
+    /// The body was cut to 64 KiB; this is its real length in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<u64>,
 }
 
 /// A close frame's body; `{}` is a close frame without a status code.
@@ -180,6 +224,9 @@ pub struct Record {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truncated: Option<u64>,
+    /// The exchange of an `http` record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpRec>,
 }
 
 impl Record {
@@ -220,32 +267,45 @@ impl TranscriptFile {
         })
     }
 
-    /// Connection names in the order they were opened: `main`, then `connections` by `t_ms`.
+    /// Connection names in the order they were opened: by `t_ms`, `main` at 0 (a connection
+    /// refused before the main one has a negative `t_ms`), `main` first on a tie.
     pub fn connection_order(&self) -> Vec<String> {
-        let mut others: Vec<(&String, f64)> = self
-            .header
-            .connections
-            .iter()
-            .map(|(n, c)| (n, c.t_ms))
+        let main = self.header.handshake.is_some().then_some((MAIN, 0.0));
+        let mut all: Vec<(&str, f64)> = main
+            .into_iter()
+            .chain(
+                self.header
+                    .connections
+                    .iter()
+                    .map(|(n, c)| (n.as_str(), c.t_ms)),
+            )
             .collect();
-        others.sort_by(|a, b| a.1.total_cmp(&b.1));
-        std::iter::once(MAIN.to_owned())
-            .chain(others.into_iter().map(|(n, _)| n.clone()))
-            .collect()
+        // Stable: `main` stays first among equal times.
+        all.sort_by(|a, b| a.1.total_cmp(&b.1));
+        all.into_iter().map(|(n, _)| n.to_owned()).collect()
     }
 
     /// The handshake of a connection.
     pub fn handshake(&self, conn: &str) -> Option<&HandshakeRec> {
         if conn == MAIN {
-            Some(&self.header.handshake)
+            self.header.handshake.as_ref()
         } else {
             self.header.connections.get(conn).map(|c| &c.handshake)
         }
     }
 
-    /// The records of one connection, in order.
+    /// The frame records of one connection, in order (HTTP exchanges belong to no connection).
     pub fn records_of<'a>(&'a self, conn: &'a str) -> impl Iterator<Item = &'a Record> + 'a {
-        self.records.iter().filter(move |r| r.conn_name() == conn)
+        self.records
+            .iter()
+            .filter(move |r| r.kind != Kind::Http && r.conn_name() == conn)
+    }
+
+    /// The HTTP exchanges, in recorded order.
+    pub fn http_exchanges(&self) -> impl Iterator<Item = (&Record, &HttpRec)> + '_ {
+        self.records
+            .iter()
+            .filter_map(|r| r.http.as_ref().map(|h| (r, h)))
     }
 
     /// Serializes to JSON Lines (header, then one record per line).
@@ -352,14 +412,28 @@ pub fn parse(path: &Path, text: &str) -> Result<TranscriptFile, TranscriptError>
                 ));
             }
         }
-        if r.conn_name() == MAIN && header.handshake.response.status != 101 {
-            return Err(at(
-                n,
-                format!(
-                    "seq {}: the main connection was refused (status {}), so it can have no frame records",
-                    r.seq, header.handshake.response.status
-                ),
-            ));
+        if r.kind != Kind::Http && r.conn_name() == MAIN {
+            match &header.handshake {
+                None => {
+                    return Err(at(
+                        n,
+                        format!(
+                            "seq {}: the header has no `handshake` (no main connection), so a frame record needs a `conn`",
+                            r.seq
+                        ),
+                    ))
+                }
+                Some(h) if h.response.status != 101 => {
+                    return Err(at(
+                        n,
+                        format!(
+                            "seq {}: the main connection was refused (status {}), so it can have no frame records",
+                            r.seq, h.response.status
+                        ),
+                    ))
+                }
+                Some(_) => {}
+            }
         }
         records.push(r);
     }
@@ -376,6 +450,7 @@ fn check_payload(r: &Record) -> Result<(), String> {
         ("text", r.text.is_some()),
         ("base64", r.base64.is_some()),
         ("close", r.close.is_some()),
+        ("http", r.http.is_some()),
     ]
     .into_iter()
     .filter_map(|(n, p)| p.then_some(n))
@@ -385,6 +460,7 @@ fn check_payload(r: &Record) -> Result<(), String> {
         Kind::Binary | Kind::Ping | Kind::Pong => &["base64"],
         Kind::Close => &["close"],
         Kind::End => &[],
+        Kind::Http => &["http"],
     };
     if present != want {
         let kind = format!("{:?}", r.kind).to_lowercase();
@@ -397,6 +473,33 @@ fn check_payload(r: &Record) -> Result<(), String> {
     }
     if r.error.is_some() && r.kind != Kind::End {
         return Err("`error` is only allowed on `end` records".into());
+    }
+    if r.kind == Kind::Http {
+        // An exchange is initiated by the client and belongs to no WebSocket connection.
+        if r.dir != Dir::Sent {
+            return Err(
+                "an `http` record has `dir: \"sent\"` (the client makes the request)".into(),
+            );
+        }
+        if r.conn.is_some() {
+            return Err("an `http` record belongs to no connection: leave out `conn`".into());
+        }
+        if r.truncated.is_some() {
+            return Err("`truncated` of an `http` record goes in its `response`".into());
+        }
+        let h = r.http.as_ref().expect("checked above");
+        if h.request.method.is_empty() || !h.request.path.starts_with('/') {
+            return Err(format!(
+                "an `http` request needs a method and a path starting with `/`, found {:?} {:?}",
+                h.request.method, h.request.path
+            ));
+        }
+        if !(100..=599).contains(&h.response.status) {
+            return Err(format!(
+                "HTTP status {} is not between 100 and 599",
+                h.response.status
+            ));
+        }
     }
     if let Some(b) = &r.base64 {
         use base64::Engine as _;
@@ -567,22 +670,57 @@ pub fn from_result(
     };
     let mut conns: Vec<&Transcript> = result.transcripts.iter().collect();
     conns.sort_by_key(|t| opened(t));
+    // Refused upgrades are connections too (with a refused handshake and no frames).
+    let refusals: Vec<&crate::runner::HttpExchange> = result
+        .http
+        .iter()
+        .filter(|x| x.upgrade_conn.is_some())
+        .collect();
+    // The main connection is an accepted one when there is one (the one named main, else the
+    // first opened), else the first refused one.
     let main_idx = conns.iter().position(|t| t.conn == MAIN).unwrap_or(0);
-    let main = *conns.get(main_idx)?;
-    let origin_us = opened(main);
-    let ms = |at_us: u64| at_us.saturating_sub(origin_us) as f64 / 1000.0;
-
-    // The main connection keeps the name `main` in the file, whatever the scenario called it.
-    let file_name = |t: &Transcript| -> String {
-        if std::ptr::eq(t, main) {
-            MAIN.to_owned()
-        } else if t.conn == MAIN {
-            // Cannot happen (main is the one named main when there is one); kept total.
-            format!("{}-2", t.conn)
-        } else {
-            t.conn.clone()
-        }
+    let main: Option<&Transcript> = conns.get(main_idx).copied();
+    // Without any WebSocket connection (HTTP steps only), times count from the first exchange.
+    let origin_us = match (main, refusals.first()) {
+        (Some(m), _) => opened(m),
+        (None, Some(r)) => r.at_us,
+        (None, None) => result.http.first()?.at_us,
     };
+
+    // The main connection keeps the name `main` in the file, whatever the scenario called it;
+    // the others keep theirs, made unique (a reconnect reuses a name).
+    let mut taken: Vec<String> = vec![MAIN.to_owned()];
+    let mut unique = |want: &str| -> String {
+        let mut name = want.to_owned();
+        let mut n = 2;
+        while taken.contains(&name) {
+            name = format!("{want}-{n}");
+            n += 1;
+        }
+        taken.push(name.clone());
+        name
+    };
+    let conn_names: Vec<String> = conns
+        .iter()
+        .map(|t| {
+            if main.is_some_and(|m| std::ptr::eq(*t, m)) {
+                MAIN.to_owned()
+            } else {
+                unique(&t.conn)
+            }
+        })
+        .collect();
+    let refusal_names: Vec<String> = refusals
+        .iter()
+        .enumerate()
+        .map(|(i, x)| {
+            if main.is_none() && i == 0 {
+                MAIN.to_owned()
+            } else {
+                unique(x.upgrade_conn.as_deref().unwrap_or("refused"))
+            }
+        })
+        .collect();
     let handshake_of = |t: &Transcript| -> HandshakeRec {
         let (path, query) = split_url(&t.url);
         let subprotocol = t
@@ -609,37 +747,56 @@ pub fn from_result(
     };
 
     let mut connections = BTreeMap::new();
-    for t in &conns {
-        if std::ptr::eq(*t, main) {
+    for (t, name) in conns.iter().zip(&conn_names) {
+        if name == MAIN {
             continue;
         }
         connections.insert(
-            file_name(t),
+            name.clone(),
             ConnectionRec {
                 target: redact_url(&t.url),
-                t_ms: ms(opened(t)),
+                t_ms: signed_ms(opened(t), origin_us),
                 handshake: handshake_of(t),
             },
         );
     }
+    for (x, name) in refusals.iter().zip(&refusal_names) {
+        if name == MAIN {
+            continue;
+        }
+        connections.insert(
+            name.clone(),
+            ConnectionRec {
+                target: redact_url(&x.url),
+                t_ms: signed_ms(x.at_us, origin_us),
+                handshake: refused_handshake_of(x, redactor),
+            },
+        );
+    }
 
-    let mut merged: Vec<(u64, usize, &FrameRecord, String)> = Vec::new();
-    for (ci, t) in conns.iter().enumerate() {
-        let name = file_name(t);
+    // HTTP exchanges first: at equal stamps an exchange precedes the frames it made possible.
+    let mut merged: Vec<(u64, Record)> = result
+        .http
+        .iter()
+        .filter(|x| x.upgrade_conn.is_none())
+        .map(|x| (x.at_us, http_record_of(x, redactor)))
+        .collect();
+    for (t, name) in conns.iter().zip(&conn_names) {
+        let name = name.clone();
         for f in &t.frames {
-            merged.push((f.at_us, ci, f, name.clone()));
+            if let Some(mut r) = record_of(f, redactor) {
+                r.conn = (name != MAIN).then(|| name.clone());
+                merged.push((f.at_us, r));
+            }
         }
     }
-    // Stable sort: frames of one connection keep their order when their stamps are equal.
-    merged.sort_by_key(|(at, _, _, _)| *at);
+    // Stable sort: records of one connection keep their order when their stamps are equal.
+    merged.sort_by_key(|(at, _)| *at);
     let mut records = Vec::new();
-    for (at, _, f, name) in merged {
-        let Some(mut r) = record_of(f, redactor) else {
-            continue;
-        };
+    for (at, mut r) in merged {
         r.seq = records.len() as u64;
-        r.t_ms = ms(at);
-        r.conn = (name != MAIN).then_some(name);
+        // Exchanges before the main upgrade (creating the session) get negative times.
+        r.t_ms = signed_ms(at, origin_us);
         records.push(r);
     }
     Some(TranscriptFile {
@@ -649,15 +806,169 @@ pub fn from_result(
             tool: format!("wschat-check {}", env!("CARGO_PKG_VERSION")),
             recorded_at: recorded_at.to_owned(),
             scenario: Some(result.name.clone()),
-            target: redact_url(&main.url),
+            target: redact_url(match (main, refusals.first(), result.http.first()) {
+                (Some(m), _, _) => &m.url,
+                (None, Some(r), _) => &r.url,
+                // HTTP steps only: the first request's URL.
+                (None, None, Some(x)) => &x.url,
+                (None, None, None) => unreachable!("origin_us needs one of them"),
+            }),
             discriminator: Some(discriminator.to_owned()),
-            handshake: handshake_of(main),
+            handshake: match (main, refusals.first()) {
+                (Some(m), _) => Some(handshake_of(m)),
+                (None, Some(r)) => Some(refused_handshake_of(r, redactor)),
+                (None, None) => None,
+            },
             connections,
             description: result.description.clone(),
             expect: None,
         },
         records,
     })
+}
+
+/// The handshake of a refused upgrade: the request as sent, the refusal as answered.
+fn refused_handshake_of(x: &crate::runner::HttpExchange, redactor: &Redactor) -> HandshakeRec {
+    let (path, query) = split_url(&x.url);
+    let query = query
+        .into_iter()
+        .map(|(k, v)| {
+            let v = if v.contains("***") {
+                REDACTED.to_owned()
+            } else {
+                v
+            };
+            (k, redactor.redact_str(&v).into_owned())
+        })
+        .collect();
+    let mut headers = BTreeMap::new();
+    let mut subprotocols = None;
+    for (k, v) in &x.request_headers {
+        if k.eq_ignore_ascii_case("sec-websocket-protocol") {
+            subprotocols = Some(v.split(',').map(|p| p.trim().to_owned()).collect());
+        } else {
+            let v = redact_header(k, v);
+            headers.insert(k.clone(), redactor.redact_str(&v).into_owned());
+        }
+    }
+    let mut response_headers = BTreeMap::new();
+    if let Some(ct) = &x.content_type {
+        response_headers.insert("content-type".to_owned(), ct.clone());
+    }
+    HandshakeRec {
+        request: RequestRec {
+            path,
+            query,
+            headers,
+            subprotocols,
+        },
+        response: ResponseRec {
+            status: x.status,
+            headers: response_headers,
+            subprotocol: None,
+            body: Some(cut_body(redact_text(&x.response_body, redactor)).0),
+        },
+    }
+}
+
+/// Milliseconds from `origin_us` to `at_us`, negative when `at_us` is earlier.
+fn signed_ms(at_us: u64, origin_us: u64) -> f64 {
+    (at_us as f64 - origin_us as f64) / 1000.0
+}
+
+/// Headers that carry credentials (`docs/TRANSCRIPT.md`, "Redaction").
+fn is_secret_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    matches!(
+        n.as_str(),
+        "authorization" | "proxy-authorization" | "cookie" | "set-cookie" | "x-api-key" | "api-key"
+    ) || n.contains("token")
+        || n.contains("secret")
+}
+
+/// A header value as a transcript stores it: credentials replaced, keeping the scheme of
+/// `Authorization` (`Bearer [REDACTED]`).
+pub fn redact_header(name: &str, value: &str) -> String {
+    if !is_secret_header(name) {
+        return value.to_owned();
+    }
+    let lower = name.to_ascii_lowercase();
+    if lower == "authorization" || lower == "proxy-authorization" {
+        if let Some((scheme, _)) = value.trim().split_once(' ') {
+            return format!("{scheme} {REDACTED}");
+        }
+    }
+    REDACTED.to_owned()
+}
+
+/// Cuts a body to [`MAX_PAYLOAD`] bytes (on a character boundary); the real length when cut.
+fn cut_body(s: String) -> (String, Option<u64>) {
+    if s.len() <= MAX_PAYLOAD {
+        return (s, None);
+    }
+    let mut end = MAX_PAYLOAD;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let len = s.len() as u64;
+    (s[..end].to_owned(), Some(len))
+}
+
+/// One HTTP exchange as an `http` record (seq and time are set by the caller), secrets redacted.
+fn http_record_of(x: &crate::runner::HttpExchange, redactor: &Redactor) -> Record {
+    let (path, query) = split_url(&x.url);
+    let query = query
+        .into_iter()
+        .map(|(k, v)| {
+            // The runner masks tokens with `***`; this format's marker is `[REDACTED]`.
+            let v = if v.contains("***") {
+                REDACTED.to_owned()
+            } else {
+                v
+            };
+            (k, redactor.redact_str(&v).into_owned())
+        })
+        .collect();
+    let headers = x
+        .request_headers
+        .iter()
+        .map(|(k, v)| {
+            let v = redact_header(k, v);
+            (k.clone(), redactor.redact_str(&v).into_owned())
+        })
+        .collect();
+    let (body, truncated) = cut_body(redact_text(&x.response_body, redactor));
+    Record {
+        seq: 0,
+        t_ms: 0.0,
+        conn: None,
+        dir: Dir::Sent,
+        kind: Kind::Http,
+        text: None,
+        base64: None,
+        close: None,
+        error: None,
+        truncated: None,
+        http: Some(HttpRec {
+            request: HttpRequestRec {
+                method: x.method.to_ascii_uppercase(),
+                path,
+                query,
+                headers,
+                body: x
+                    .request_body
+                    .as_ref()
+                    .map(|b| cut_body(redact_text(b, redactor)).0),
+            },
+            response: HttpResponseRec {
+                status: x.status,
+                content_type: x.content_type.clone(),
+                body,
+                truncated,
+            },
+            duration_ms: Some(x.duration_ms),
+        }),
+    }
 }
 
 /// One runner frame as a record (seq, time and connection are set by the caller); `None` for what
@@ -678,6 +989,7 @@ fn record_of(f: &FrameRecord, redactor: &Redactor) -> Option<Record> {
         close: None,
         error: None,
         truncated: None,
+        http: None,
     };
     match f.kind {
         FrameKind::Handshake => return None,
@@ -736,6 +1048,7 @@ fn parse_close_note(note: Option<&str>) -> CloseRec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runner::HttpExchange;
 
     const HEADER: &str = r#"{"wschat_transcript":1,"tool":"hand-written","recorded_at":"2026-03-01T10:00:00Z","scenario":"s","target":"ws://h/ws?token=[REDACTED]","handshake":{"request":{"path":"/ws","query":{"token":"[REDACTED]"},"headers":{}},"response":{"status":101,"headers":{},"subprotocol":null}}}"#;
 
@@ -931,6 +1244,7 @@ mod tests {
             // Out of order on purpose: the file orders connections by when they opened.
             transcripts: vec![second, main],
             timings: vec![],
+            http: vec![],
         };
         let t = from_result(
             &result,
@@ -941,7 +1255,10 @@ mod tests {
         .unwrap();
         assert_eq!(t.header.target, "ws://h:1/ws/a?token=[REDACTED]");
         assert_eq!(
-            t.header.handshake.response.subprotocol.as_deref(),
+            t.header
+                .handshake
+                .as_ref()
+                .and_then(|h| h.response.subprotocol.as_deref()),
             Some("chat.v1")
         );
         assert_eq!(t.header.connections["second"].t_ms, 2.0);
@@ -962,5 +1279,169 @@ mod tests {
         // What was written reads back and passes the structural checks.
         let again = parse(Path::new("s.jsonl"), &t.to_jsonl()).unwrap();
         assert_eq!(again.records, t.records);
+    }
+
+    fn exchange(at_us: u64, url: &str, status: u16, upgrade_conn: Option<&str>) -> HttpExchange {
+        HttpExchange {
+            at_us,
+            method: "POST".into(),
+            url: url.into(),
+            request_headers: vec![("Authorization".into(), "Bearer ***".into())],
+            request_body: Some(r#"{"password":"hunter2","title":"t"}"#.into()),
+            status,
+            content_type: Some("application/json".into()),
+            response_body: r#"{"session_id":"s-1"}"#.into(),
+            duration_ms: 1.5,
+            upgrade_conn: upgrade_conn.map(str::to_owned),
+        }
+    }
+
+    fn result_with(transcripts: Vec<Transcript>, http: Vec<HttpExchange>) -> ScenarioResult {
+        ScenarioResult {
+            name: "h".into(),
+            description: None,
+            location: "h.yaml:1:1".into(),
+            file: "h.yaml".into(),
+            level: crate::scenario::Level::Must,
+            tags: vec![],
+            status: crate::runner::Status::Passed,
+            skip_reason: None,
+            duration: std::time::Duration::ZERO,
+            attempts: 1,
+            steps: vec![],
+            failures: vec![],
+            transcripts,
+            timings: vec![],
+            http,
+        }
+    }
+
+    #[test]
+    fn http_exchanges_and_refusals_are_recorded() {
+        let main = Transcript {
+            conn: "main".into(),
+            url: "ws://h:1/ws/s-1".into(),
+            frames: vec![
+                frame(
+                    2_000,
+                    Direction::Received,
+                    FrameKind::Handshake,
+                    Some("GET"),
+                    Some("101 Switching Protocols"),
+                ),
+                frame(
+                    3_000,
+                    Direction::Received,
+                    FrameKind::Text,
+                    Some(r#"{"type":"connected"}"#),
+                    None,
+                ),
+            ],
+            dropped: 0,
+        };
+        let result = result_with(
+            vec![main],
+            vec![
+                exchange(1_000, "http://h:1/api/sessions?api_key=k&x=1", 201, None),
+                exchange(4_000, "ws://h:1/ws/s-1?token=***", 401, Some("second")),
+            ],
+        );
+        let t = from_result(
+            &result,
+            "/type",
+            "2026-01-01T00:00:00Z",
+            &Redactor::default(),
+        )
+        .unwrap();
+        let x = &t.records[0];
+        assert_eq!((x.kind, x.dir, x.t_ms), (Kind::Http, Dir::Sent, -1.0));
+        let h = x.http.as_ref().unwrap();
+        assert_eq!(h.request.path, "/api/sessions");
+        assert_eq!(h.request.query["api_key"], REDACTED);
+        assert_eq!(h.request.query["x"], "1");
+        assert_eq!(h.request.headers["Authorization"], "Bearer [REDACTED]");
+        assert_eq!(
+            h.request.body.as_deref(),
+            Some(r#"{"password":"[REDACTED]","title":"t"}"#)
+        );
+        assert_eq!(h.response.status, 201);
+        assert_eq!(t.records[1].kind, Kind::Text);
+        // The refused upgrade is a connection with the refusal as its response, and no records.
+        let second = &t.header.connections["second"];
+        assert_eq!(second.t_ms, 2.0);
+        assert_eq!(second.handshake.response.status, 401);
+        assert_eq!(second.handshake.request.query["token"], REDACTED);
+        assert_eq!(t.connection_order(), vec!["main", "second"]);
+        assert_eq!(t.records_of(MAIN).count(), 1);
+        assert_eq!(t.http_exchanges().count(), 1);
+        let again = parse(Path::new("h.jsonl"), &t.to_jsonl()).unwrap();
+        assert_eq!(again.records, t.records);
+        assert_eq!(again.header, t.header);
+
+        // HTTP steps only: no handshake, times from the first request.
+        let only = result_with(
+            vec![],
+            vec![exchange(7_000, "http://h:1/healthz", 200, None)],
+        );
+        let t = from_result(&only, "/type", "2026-01-01T00:00:00Z", &Redactor::default()).unwrap();
+        assert!(t.header.handshake.is_none());
+        assert_eq!(t.header.target, "http://h:1/healthz");
+        assert_eq!(t.records[0].t_ms, 0.0);
+        assert!(t.connection_order().is_empty());
+        parse(Path::new("h.jsonl"), &t.to_jsonl()).unwrap();
+        // Nothing at all: nothing to record.
+        assert!(from_result(
+            &result_with(vec![], vec![]),
+            "/type",
+            "x",
+            &Redactor::default()
+        )
+        .is_none());
+    }
+
+    #[test]
+    fn http_record_structure() {
+        let http = r#""http":{"request":{"method":"GET","path":"/x"},"response":{"status":200,"body":""}}"#;
+        let ok = format!(r#"{{"seq":0,"t_ms":-1.0,"dir":"sent","kind":"http",{http}}}"#);
+        parse(Path::new("f.jsonl"), &file(&[&ok])).unwrap();
+        let cases = [
+            (
+                format!(r#"{{"seq":0,"t_ms":1.0,"dir":"received","kind":"http",{http}}}"#),
+                "dir: \"sent\"",
+            ),
+            (
+                format!(r#"{{"seq":0,"t_ms":1.0,"conn":"main","dir":"sent","kind":"http",{http}}}"#),
+                "belongs to no connection",
+            ),
+            (
+                r#"{"seq":0,"t_ms":1.0,"dir":"sent","kind":"http","text":"x"}"#.to_owned(),
+                "exactly the payload field `http`",
+            ),
+            (
+                r#"{"seq":0,"t_ms":1.0,"dir":"sent","kind":"http","http":{"request":{"method":"GET","path":"x"},"response":{"status":200,"body":""}}}"#.to_owned(),
+                "a path starting with `/`",
+            ),
+            (
+                r#"{"seq":0,"t_ms":1.0,"dir":"sent","kind":"http","http":{"request":{"method":"GET","path":"/x"},"response":{"status":42,"body":""}}}"#.to_owned(),
+                "not between 100 and 599",
+            ),
+        ];
+        for (line, want) in cases {
+            let e = parse(Path::new("f.jsonl"), &file(&[&line]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("f.jsonl:2: ") && e.contains(want),
+                "{e} should contain {want}"
+            );
+        }
+        // Without a handshake, a frame record must name its connection.
+        let no_hs = r#"{"wschat_transcript":1,"tool":"t","recorded_at":"x","scenario":"s","target":"http://h/"}"#;
+        let text = format!(
+            "{no_hs}\n{}",
+            r#"{"seq":0,"t_ms":0.0,"dir":"received","kind":"end"}"#
+        );
+        let e = parse(Path::new("f.jsonl"), &text).unwrap_err().to_string();
+        assert!(e.contains("no `handshake`"), "{e}");
     }
 }

@@ -10,6 +10,7 @@
 //! discriminator value of JSON frames; other members vary from run to run and are not compared. A
 //! mismatch closes the connection with 1008 and a reason naming the seq, and is reported.
 
+mod exchange;
 mod server;
 
 use std::collections::BTreeMap;
@@ -157,7 +158,18 @@ fn prepare_for_replay(suite: &mut Suite) {
         // Single-threaded at this point (no runtime yet), so changing the environment is sound.
         std::env::set_var(&v, format!("replay-placeholder-{}", v.to_lowercase()));
     }
-    if suite.config.auth.jwt_secret.is_none() {
+    // A secret that renders empty (`${env:WSCHAT_JWT_SECRET:-}` with the variable unset, as in the
+    // bundled suite) counts as none.
+    let renders_empty = suite.config.auth.jwt_secret.as_ref().is_none_or(|t| {
+        let values = runner::resolver::RunValues::default();
+        let empty = BTreeMap::new();
+        t.render_string(&runner::resolver::VarsResolver {
+            run: &values,
+            vars: &empty,
+        })
+        .map_or(true, |s| s.is_empty())
+    });
+    if renders_empty {
         suite.config.auth.jwt_secret = Some(Template::literal(serde_json::Value::String(
             runner::resolver::random_secret(),
         )));
@@ -262,6 +274,7 @@ fn skipped(sc: &crate::scenario::Scenario, why: &str) -> ScenarioResult {
         failures: Vec::new(),
         transcripts: Vec::new(),
         timings: Vec::new(),
+        http: Vec::new(),
     }
 }
 

@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+use super::exchange::{self, Head, Prefixed, ReadError};
 use super::Pace;
 use crate::record::transcript::{Dir, HandshakeRec, Kind, Record, TranscriptFile, MAIN};
 
@@ -46,9 +47,30 @@ struct Slot {
     used: bool,
 }
 
+/// One recorded HTTP exchange, served once per round.
+#[derive(Debug)]
+struct HttpSlot {
+    file: usize,
+    /// Index into the file's records.
+    record: usize,
+    method: String,
+    path: String,
+    used: bool,
+}
+
+/// What the replay answers to a plain HTTP request.
+#[derive(Debug, PartialEq)]
+enum HttpAnswer {
+    /// The recorded response: (file, record index).
+    Recorded(usize, usize),
+    /// No recorded exchange fits; the status and message name what was expected.
+    Unexpected(u16, String),
+}
+
 struct Shared {
     transcripts: Vec<TranscriptFile>,
     slots: Mutex<Vec<Slot>>,
+    http: Mutex<Vec<HttpSlot>>,
     opts: ReplayOptions,
     problems: Mutex<Vec<String>>,
 }
@@ -85,6 +107,95 @@ impl Shared {
         slots[pick].used = true;
         Some((slots[pick].file, slots[pick].conn.clone()))
     }
+}
+
+impl Shared {
+    /// Chooses the recorded exchange answering `method path` (`docs/TRANSCRIPT.md`, "HTTP
+    /// requests"): each file's exchanges are served in recorded order, so only the next unserved
+    /// one of each file is a candidate; the first candidate with the same method and path answers.
+    /// When every exchange was served, the order starts over (a retried scenario asks again).
+    fn pick_http(&self, method: &str, path: &str) -> HttpAnswer {
+        let mut slots = self.http.lock().expect("the http lock is never poisoned");
+        if slots.is_empty() {
+            return HttpAnswer::Unexpected(
+                404,
+                format!("replay: the recording has no HTTP exchange, got {method} {path}"),
+            );
+        }
+        let heads = |slots: &[HttpSlot]| -> Vec<usize> {
+            let mut seen = Vec::new();
+            let mut out = Vec::new();
+            for (i, s) in slots.iter().enumerate() {
+                if !s.used && !seen.contains(&s.file) {
+                    seen.push(s.file);
+                    out.push(i);
+                }
+            }
+            out
+        };
+        let mut candidates = heads(&slots);
+        if candidates.is_empty() {
+            for s in slots.iter_mut() {
+                s.used = false;
+            }
+            candidates = heads(&slots);
+        }
+        // An exact path first; else one that differs only in id-like segments (a scenario that
+        // asks for a fresh `${uuid}` sends another id than the recorded one).
+        let exact = candidates
+            .iter()
+            .find(|&&i| slots[i].method == method && slots[i].path == path);
+        let similar = || {
+            candidates
+                .iter()
+                .find(|&&i| slots[i].method == method && same_but_ids(&slots[i].path, path))
+        };
+        if let Some(&i) = exact.or_else(similar) {
+            slots[i].used = true;
+            return HttpAnswer::Recorded(slots[i].file, slots[i].record);
+        }
+        let expected: Vec<String> = candidates
+            .iter()
+            .map(|&i| {
+                let s = &slots[i];
+                let t = &self.transcripts[s.file];
+                format!(
+                    "{} {} ({} seq {})",
+                    s.method,
+                    s.path,
+                    t.path.display(),
+                    t.records[s.record].seq
+                )
+            })
+            .collect();
+        HttpAnswer::Unexpected(
+            409,
+            format!(
+                "replay: unexpected request {method} {path}: the recording expects {} next",
+                expected.join(" or ")
+            ),
+        )
+    }
+}
+
+/// A path segment that looks like a generated id (a UUID, a hex or numeric id): at least 8
+/// characters of letters, digits, `-` and `_`, with at least one digit.
+fn id_like(seg: &str) -> bool {
+    seg.len() >= 8
+        && seg.chars().any(|c| c.is_ascii_digit())
+        && seg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Two HTTP paths that have the same segments except where both hold an id.
+fn same_but_ids(recorded: &str, actual: &str) -> bool {
+    let a: Vec<&str> = recorded.split('/').collect();
+    let b: Vec<&str> = actual.split('/').collect();
+    a.len() == b.len()
+        && a.iter()
+            .zip(&b)
+            .all(|(x, y)| x == y || (id_like(x) && id_like(y)))
 }
 
 /// Two paths match when they have the same segments, any segment that differs counting as a wildcard
@@ -128,9 +239,24 @@ impl ReplayServer {
                 });
             }
         }
+        let mut http = Vec::new();
+        for (file, t) in transcripts.iter().enumerate() {
+            for (record, r) in t.records.iter().enumerate() {
+                if let Some(h) = &r.http {
+                    http.push(HttpSlot {
+                        file,
+                        record,
+                        method: h.request.method.to_ascii_uppercase(),
+                        path: h.request.path.clone(),
+                        used: false,
+                    });
+                }
+            }
+        }
         let shared = Arc::new(Shared {
             transcripts,
             slots: Mutex::new(slots),
+            http: Mutex::new(http),
             opts,
             problems: Mutex::new(Vec::new()),
         });
@@ -233,7 +359,32 @@ fn copy_headers(from: &std::collections::BTreeMap<String, String>, to: &mut http
 
 // The callback's error type is tungstenite's `ErrorResponse` (an HTTP response); it is not ours to box.
 #[allow(clippy::result_large_err)]
-async fn handle(stream: TcpStream, shared: Arc<Shared>) {
+async fn handle(mut stream: TcpStream, shared: Arc<Shared>) {
+    // The head decides: an upgrade goes to the WebSocket layer (with the bytes already read), any
+    // other request is answered from the recorded HTTP exchanges.
+    let (head, buf) =
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange::read_head(&mut stream)).await {
+            Ok(Ok(x)) => x,
+            // A client that connects and leaves, or never finishes its head, is not the recording's problem.
+            Ok(Err(ReadError::Eof | ReadError::Io(_))) | Err(_) => return,
+            Ok(Err(e)) => {
+                let body = exchange::error_body("BAD_REQUEST", &format!("replay: {e}"));
+                let _ = exchange::respond(
+                    &mut stream,
+                    400,
+                    Some("application/json"),
+                    &body,
+                    HANDSHAKE_TIMEOUT,
+                )
+                .await;
+                return;
+            }
+        };
+    if !head.is_upgrade() {
+        serve_http(stream, head, buf, &shared).await;
+        return;
+    }
+    let stream = Prefixed::new(buf, stream);
     let chosen: Arc<Mutex<Option<(usize, String)>>> = Arc::new(Mutex::new(None));
     let ch = chosen.clone();
     let sh = shared.clone();
@@ -309,7 +460,60 @@ async fn handle(stream: TcpStream, shared: Arc<Shared>) {
     }
 }
 
-type Ws = WebSocketStream<TcpStream>;
+/// Answers one plain HTTP request with its recorded response (or an error naming what was
+/// expected), then closes the connection.
+async fn serve_http(mut stream: TcpStream, head: Head, buf: Vec<u8>, shared: &Shared) {
+    if let Err(e) = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        exchange::skip_body(&mut stream, &head, &buf),
+    )
+    .await
+    .unwrap_or(Err(ReadError::Eof))
+    {
+        shared.problem(format!(
+            "HTTP {} {}: could not read the request body: {e}",
+            head.method, head.path
+        ));
+        return;
+    }
+    let (status, content_type, body) = match shared.pick_http(&head.method, &head.path) {
+        HttpAnswer::Recorded(file, record) => {
+            let h = shared.transcripts[file].records[record]
+                .http
+                .as_ref()
+                .expect("http slots name http records");
+            (
+                h.response.status,
+                h.response.content_type.clone(),
+                h.response.body.clone(),
+            )
+        }
+        HttpAnswer::Unexpected(status, message) => {
+            shared.problem(message.clone());
+            let code = if status == 404 {
+                "NOT_FOUND"
+            } else {
+                "CONFLICT"
+            };
+            (
+                status,
+                Some("application/json".to_owned()),
+                exchange::error_body(code, &message),
+            )
+        }
+    };
+    // A client that went away before the answer is not the recording's problem.
+    let _ = exchange::respond(
+        &mut stream,
+        status,
+        content_type.as_deref(),
+        &body,
+        HANDSHAKE_TIMEOUT,
+    )
+    .await;
+}
+
+type Ws = WebSocketStream<Prefixed>;
 type Mismatch = (Option<u64>, String);
 
 fn cut_reason(s: &str) -> String {
@@ -336,6 +540,10 @@ async fn play(
     };
     let fail = |seq: Option<u64>, msg: String| (seq, msg);
     let records: Vec<&Record> = t.records_of(conn).collect();
+    // Client data frames read while pacing server frames, not yet matched; and whether the client's
+    // side already ended.
+    let mut early: std::collections::VecDeque<Message> = std::collections::VecDeque::new();
+    let mut ended = false;
     let result: Result<bool, Mismatch> = async {
         for r in &records {
             let gap = Duration::from_secs_f64((r.t_ms - last_t).max(0.0) / 1000.0);
@@ -343,7 +551,23 @@ async fn play(
             match r.dir {
                 Dir::Received => {
                     if opts.pace == Pace::Recorded && !gap.is_zero() {
-                        tokio::time::sleep(gap).await;
+                        // Keep reading while waiting: the WebSocket layer answers the client's
+                        // Pings only while the stream is read, and a data frame that comes early
+                        // is kept for the `sent` record it belongs to.
+                        let until = tokio::time::Instant::now() + gap;
+                        while !ended {
+                            tokio::select! {
+                                _ = tokio::time::sleep_until(until) => break,
+                                m = stream.next() => match m {
+                                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                                    Some(Ok(m)) => early.push_back(m),
+                                    None | Some(Err(_)) => ended = true,
+                                },
+                            }
+                        }
+                        if ended {
+                            tokio::time::sleep_until(until).await;
+                        }
                     }
                     let msg = match r.kind {
                         Kind::Text => Message::text(r.text.clone().unwrap_or_default()),
@@ -363,6 +587,8 @@ async fn play(
                         }
                         // Drop the TCP connection without a close frame, as recorded.
                         Kind::End => return Ok(true),
+                        // `records_of` leaves HTTP exchanges out; they are served by `serve_http`.
+                        Kind::Http => continue,
                     };
                     sink.send(msg).await.map_err(|e| {
                         fail(
@@ -372,11 +598,23 @@ async fn play(
                     })?;
                 }
                 Dir::Sent => {
-                    if matches!(r.kind, Kind::Ping | Kind::Pong | Kind::End) {
+                    if matches!(r.kind, Kind::Ping | Kind::Pong | Kind::End | Kind::Http) {
                         continue;
                     }
                     let wait = gap + opts.slack;
                     let got = loop {
+                        if let Some(m) = early.pop_front() {
+                            break m;
+                        }
+                        if ended {
+                            return Err(fail(
+                                Some(r.seq),
+                                format!(
+                                    "expected {}, got the end of the connection",
+                                    describe_record(r, &disc)
+                                ),
+                            ));
+                        }
                         match tokio::time::timeout(wait, stream.next()).await {
                             Err(_) => {
                                 return Err(fail(
@@ -422,7 +660,12 @@ async fn play(
         Ok(false) => {
             // Out of records: the client may still close; another data frame is not in the recording.
             loop {
-                match tokio::time::timeout(opts.slack, stream.next()).await {
+                let next = match early.pop_front() {
+                    Some(m) => Ok(Some(Ok(m))),
+                    None if ended => Ok(None),
+                    None => tokio::time::timeout(opts.slack, stream.next()).await,
+                };
+                match next {
                     Err(_) => {
                         let _ = sink
                             .send(Message::Close(Some(CloseFrame {
@@ -600,6 +843,7 @@ mod tests {
             close: None,
             error: None,
             truncated: None,
+            http: None,
         }
     }
 
@@ -630,6 +874,23 @@ mod tests {
         assert!(compare(&r, &Message::text("also not json"), "/type").is_ok());
         let r = rec(Kind::Close, None);
         assert!(compare(&r, &Message::Close(None), "/type").is_ok());
+    }
+
+    #[test]
+    fn http_paths_differing_in_ids() {
+        assert!(same_but_ids(
+            "/api/v1/sessions/8eaeb7c4-324d-490a-a113-f4681ebc797a",
+            "/api/v1/sessions/0b7f3c1e-1d2a-4b8e-9c1f-2a3b4c5d6e7f"
+        ));
+        assert!(!same_but_ids("/api/v1/sessions", "/api/v1/elsewhere"));
+        assert!(!same_but_ids(
+            "/api/v1/sessions/abc12345",
+            "/api/v1/sessions"
+        ));
+        assert!(!same_but_ids(
+            "/api/v1/sessions/history",
+            "/api/v1/sessions/abc12345"
+        ));
     }
 
     #[test]

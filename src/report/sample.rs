@@ -68,6 +68,7 @@ fn base(name: &str, file: &str, level: Level, status: Status) -> ScenarioResult 
         failures: vec![],
         transcripts: vec![],
         timings: vec![],
+        http: vec![],
     }
 }
 

@@ -88,6 +88,7 @@ fn blank_result(sc: &Scenario) -> ScenarioResult {
         failures: Vec::new(),
         transcripts: Vec::new(),
         timings: Vec::new(),
+        http: Vec::new(),
     }
 }
 
@@ -99,6 +100,18 @@ pub(crate) fn skipped_result(sc: &Scenario, reason: String) -> ScenarioResult {
     result.attempts = 0;
     result.skip_reason = Some(reason);
     result.steps = not_run(&sc.steps, 0);
+    result
+}
+
+/// A scenario whose run panicked: failed, with the panic as an `internal` failure.
+pub(crate) fn internal_failure(sc: &Scenario, panic: String) -> ScenarioResult {
+    let mut result = blank_result(sc);
+    result.status = Status::Failed;
+    result.steps = not_run(&sc.steps, 0);
+    result.failures.push(failure(
+        FailureKind::Internal,
+        format!("internal error: the harness panicked while running this scenario: {panic}"),
+    ));
     result
 }
 
@@ -143,6 +156,7 @@ pub(crate) async fn run_scenario(shared: Arc<RunShared>, sc: &Scenario) -> Scena
         captures: BTreeMap::new(),
         conns: Vec::new(),
         retired: Vec::new(),
+        http_log: Vec::new(),
     };
     match ex.render_vars(sc) {
         Ok(()) => {
@@ -198,6 +212,7 @@ pub(crate) async fn run_scenario(shared: Arc<RunShared>, sc: &Scenario) -> Scena
         result.timings.push(conn.timing.report(&conn.name));
         result.transcripts.push(conn.into_transcript());
     }
+    result.http = std::mem::take(&mut ex.http_log);
     if !result.failures.is_empty() {
         result.status = Status::Failed;
     }
@@ -229,6 +244,8 @@ struct Exec {
     conns: Vec<Conn>,
     /// Connections replaced by a later `connect` with the same name (kept for their transcripts).
     retired: Vec<Conn>,
+    /// The HTTP exchanges made so far (kept in the result for `record`).
+    http_log: Vec<HttpExchange>,
 }
 
 type StepResultT = Result<(), Vec<Failure>>;
@@ -394,6 +411,7 @@ impl Exec {
             body,
             timeout: s.timeout.unwrap_or(self.shared.config.timeouts.http),
         };
+        let sent_at = Instant::now();
         let resp = self.shared.http.execute(&req).await.map_err(|e| {
             let kind = match e {
                 crate::transport::http::HttpError::Timeout { .. } => FailureKind::Timeout,
@@ -401,6 +419,11 @@ impl Exec {
             };
             failure(kind, e.to_string())
         })?;
+        self.http_log.push(exchange_of(
+            &req,
+            &resp,
+            sent_at.saturating_duration_since(self.checks.start),
+        ));
         let shown = format!(
             "{} {}",
             req.method.to_ascii_uppercase(),
@@ -485,7 +508,18 @@ impl Exec {
             tls: self.shared.ws_tls.clone(),
         };
         let shown = ws::redact_url(&url);
+        let sent_at = Instant::now();
         let attempt = ws::connect(&req).await;
+        if let Err(ConnectError::Refused(r)) = &attempt {
+            // A refused upgrade is an HTTP exchange: kept so `record` can write the refusal.
+            self.http_log.push(refusal_exchange(
+                &req,
+                &s.conn,
+                r,
+                sent_at.saturating_duration_since(self.checks.start),
+                sent_at.elapsed(),
+            ));
+        }
         if let Some(refusal) = &s.expect_refusal {
             return match attempt {
                 Ok(conn) => {
@@ -1397,6 +1431,84 @@ pub(crate) fn join(base: &str, path: &str) -> String {
 }
 
 /// Percent-encodes a query component (RFC 3986 unreserved characters stay).
+/// The record of one HTTP exchange: the URL as requested (query included), tokens masked as in
+/// sent frames.
+fn exchange_of(
+    req: &HttpRequest,
+    resp: &crate::transport::http::HttpResponse,
+    at: Duration,
+) -> HttpExchange {
+    use super::conn::redact_text;
+    let mut url = req.url.clone();
+    if !req.query.is_empty() {
+        let pairs: Vec<String> = req
+            .query
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect();
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(&pairs.join("&"));
+    }
+    HttpExchange {
+        at_us: at.as_micros() as u64,
+        method: req.method.to_ascii_uppercase(),
+        url: ws::redact_url(&url),
+        request_headers: req
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), redact_text(v)))
+            .collect(),
+        request_body: req.body.as_ref().map(|b| match b {
+            Body::Json(v) => redact_text(&v.to_string()),
+            Body::Text(t) => redact_text(t),
+        }),
+        status: resp.status,
+        content_type: resp
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v.clone()),
+        response_body: redact_text(&resp.body),
+        duration_ms: resp.duration.as_secs_f64() * 1000.0,
+        upgrade_conn: None,
+    }
+}
+
+/// The record of a refused WebSocket upgrade of connection `conn`.
+fn refusal_exchange(
+    req: &ConnectRequest,
+    conn: &str,
+    r: &ws::Refusal,
+    at: Duration,
+    took: Duration,
+) -> HttpExchange {
+    use super::conn::redact_text;
+    let mut request_headers: Vec<(String, String)> = req
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), redact_text(v)))
+        .collect();
+    if !req.subprotocols.is_empty() {
+        request_headers.push(("Sec-WebSocket-Protocol".into(), req.subprotocols.join(", ")));
+    }
+    HttpExchange {
+        at_us: at.as_micros() as u64,
+        method: "GET".into(),
+        url: ws::redact_url(&req.url),
+        request_headers,
+        request_body: None,
+        status: r.status,
+        content_type: r
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v.clone()),
+        response_body: redact_text(&r.body),
+        duration_ms: took.as_secs_f64() * 1000.0,
+        upgrade_conn: Some(conn.to_owned()),
+    }
+}
+
 pub(crate) fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {

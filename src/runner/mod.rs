@@ -12,9 +12,11 @@ pub mod select;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, Semaphore};
 
 pub use result::*;
@@ -373,7 +375,15 @@ pub async fn run(
                 index,
                 name: sc.name.clone(),
             });
-            let result = sched.run_one(shared, &sc).await;
+            // A panic inside a scenario is a harness bug; it must still end as a failed result
+            // (with the panic message) so reports and the exit code account for the scenario.
+            let result = match AssertUnwindSafe(sched.run_one(shared, &sc))
+                .catch_unwind()
+                .await
+            {
+                Ok(result) => result,
+                Err(panic) => exec::internal_failure(&sc, panic_message(panic.as_ref())),
+            };
             let _ = events.send(RunEvent::ScenarioFinished {
                 index,
                 result: Box::new(result.clone()),
@@ -406,6 +416,14 @@ pub async fn run(
     summary.duration = started.elapsed();
     let _ = events.send(RunEvent::RunFinished(summary.clone()));
     Ok(summary)
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    match (panic.downcast_ref::<&str>(), panic.downcast_ref::<String>()) {
+        (Some(s), _) => (*s).to_owned(),
+        (None, Some(s)) => s.clone(),
+        (None, None) => "a panic without a message".to_owned(),
+    }
 }
 
 /// Per-run scheduling policy shared by the scenario tasks: live gating, retries, fail-fast.
@@ -489,6 +507,7 @@ mod tests {
             failures: Vec::new(),
             transcripts: Vec::new(),
             timings: Vec::new(),
+            http: Vec::new(),
         }
     }
 

@@ -61,6 +61,10 @@ pub struct ScenarioResult {
     pub transcripts: Vec<Transcript>,
     /// Measured timings per connection (`conn` → metric → milliseconds).
     pub timings: Vec<ConnTimings>,
+    /// The HTTP exchanges of `http` steps that got a response, in the order they were made
+    /// (`record` writes them into the transcript so `replay` can answer them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<HttpExchange>,
 }
 
 /// The prefix of the note a sent frame gets when it does not match its client schema.
@@ -124,6 +128,8 @@ pub enum FailureKind {
     Timing,
     /// A template could not be rendered at run time.
     Template,
+    /// The harness itself failed (a bug): the scenario's verdict is unknown, so it counts as failed.
+    Internal,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -222,6 +228,33 @@ pub struct Transcript {
     pub frames: Vec<FrameRecord>,
     /// Frames dropped from the front to bound memory (the count).
     pub dropped: u64,
+}
+
+/// One HTTP request of an `http` step and its response. Tokens are masked (`***`) as in sent
+/// frames; `record` redacts further (`docs/TRANSCRIPT.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpExchange {
+    /// Microseconds since the scenario started, when the request was sent.
+    pub at_us: u64,
+    /// Upper-case method.
+    pub method: String,
+    /// The full URL with the query, secrets redacted.
+    pub url: String,
+    /// Request headers set by the step (values with tokens masked).
+    pub request_headers: Vec<(String, String)>,
+    /// The request body as sent, when there was one (tokens masked).
+    pub request_body: Option<String>,
+    pub status: u16,
+    /// The response's `Content-Type`, when it had one.
+    pub content_type: Option<String>,
+    /// The response body (lossy UTF-8, tokens masked).
+    pub response_body: String,
+    /// Time from sending the request to the end of the response body (milliseconds, fractional).
+    pub duration_ms: f64,
+    /// Set when the exchange was a WebSocket upgrade the server refused: the connection's name
+    /// (accepted upgrades are in `transcripts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade_conn: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
