@@ -116,7 +116,11 @@ pub async fn ws_handler(
     let limit = state.config.hard_max_message_bytes;
     ws.protocols([PROTOCOL])
         .max_message_size(limit)
-        .max_frame_size(limit)
+        // A frame somewhat over the hard limit is still read in full (then refused as a message with
+        // 1009): leaving its payload unread in the socket would turn our close into a TCP reset that
+        // can destroy the close frame before the client reads it. Frames declaring more than 16x the
+        // limit are refused at their header.
+        .max_frame_size(limit.saturating_mul(16))
         // Idle sockets stay cheap: a small read buffer, and writes go out as they are made.
         .read_buffer_size(4096)
         .write_buffer_size(0)
