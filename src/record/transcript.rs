@@ -827,9 +827,10 @@ pub fn from_result(
     })
 }
 
-/// The handshake of a refused upgrade: the request as sent, the refusal as answered.
-fn refused_handshake_of(x: &crate::runner::HttpExchange, redactor: &Redactor) -> HandshakeRec {
-    let (path, query) = split_url(&x.url);
+/// The path and query of a recorded URL, secrets redacted. The runner masks tokens with `***`;
+/// this format's marker is `[REDACTED]`.
+fn redacted_path_and_query(url: &str, redactor: &Redactor) -> (String, BTreeMap<String, String>) {
+    let (path, query) = split_url(url);
     let query = query
         .into_iter()
         .map(|(k, v)| {
@@ -841,6 +842,12 @@ fn refused_handshake_of(x: &crate::runner::HttpExchange, redactor: &Redactor) ->
             (k, redactor.redact_str(&v).into_owned())
         })
         .collect();
+    (path, query)
+}
+
+/// The handshake of a refused upgrade: the request as sent, the refusal as answered.
+fn refused_handshake_of(x: &crate::runner::HttpExchange, redactor: &Redactor) -> HandshakeRec {
+    let (path, query) = redacted_path_and_query(&x.url, redactor);
     let mut headers = BTreeMap::new();
     let mut subprotocols = None;
     for (k, v) in &x.request_headers {
@@ -916,19 +923,7 @@ fn cut_body(s: String) -> (String, Option<u64>) {
 
 /// One HTTP exchange as an `http` record (seq and time are set by the caller), secrets redacted.
 fn http_record_of(x: &crate::runner::HttpExchange, redactor: &Redactor) -> Record {
-    let (path, query) = split_url(&x.url);
-    let query = query
-        .into_iter()
-        .map(|(k, v)| {
-            // The runner masks tokens with `***`; this format's marker is `[REDACTED]`.
-            let v = if v.contains("***") {
-                REDACTED.to_owned()
-            } else {
-                v
-            };
-            (k, redactor.redact_str(&v).into_owned())
-        })
-        .collect();
+    let (path, query) = redacted_path_and_query(&x.url, redactor);
     let headers = x
         .request_headers
         .iter()

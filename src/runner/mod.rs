@@ -11,8 +11,8 @@ pub mod result;
 pub mod select;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

@@ -14,8 +14,14 @@ use serde_json::Value;
 #[derive(Debug, Clone)]
 pub enum RunEvent {
     RunStarted(RunInfo),
-    ScenarioStarted { index: usize, name: String },
-    ScenarioFinished { index: usize, result: Box<ScenarioResult> },
+    ScenarioStarted {
+        index: usize,
+        name: String,
+    },
+    ScenarioFinished {
+        index: usize,
+        result: Box<ScenarioResult>,
+    },
     RunFinished(RunSummary),
 }
 
