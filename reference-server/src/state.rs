@@ -117,6 +117,12 @@ impl AppState {
         lock(&self.sockets).insert(id, tx);
     }
 
+    /// Stops broadcasts to a socket that is ending: the registry's sender would otherwise keep the
+    /// socket's writer waiting for more messages until its grace period runs out.
+    pub fn unregister_socket(&self, id: u64) {
+        lock(&self.sockets).remove(&id);
+    }
+
     pub fn sockets(&self) -> Vec<mpsc::Sender<Outgoing>> {
         lock(&self.sockets).values().cloned().collect()
     }

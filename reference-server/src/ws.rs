@@ -309,6 +309,9 @@ impl Connection {
                 .await;
             }
         }
+        // The broadcast registry holds a sender of this socket too: without this the writer would
+        // wait out the whole grace period, holding the socket and the user's connection slot.
+        self.state.unregister_socket(self.guard.id);
         let Connection {
             out,
             writer,
@@ -316,8 +319,9 @@ impl Connection {
             user_slot,
             ..
         } = self;
+        // The writer ends once every sender is gone and the channel is drained (a client that stopped
+        // reading cannot hold us beyond the grace).
         drop(out);
-        // The writer ends once the channel is drained; a client that stopped reading cannot hold us.
         let mut writer = writer;
         if tokio::time::timeout(CLOSE_GRACE, &mut writer)
             .await
