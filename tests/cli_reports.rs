@@ -15,26 +15,15 @@ use std::process::Output;
 use assert_cmd::Command;
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod support;
+use support::{root, text};
 
-/// The binary with a clean environment: no target, token, live flag or colour from the caller.
+/// The shared clean-environment command, with this file's backstop against a hung run.
 fn cmd() -> Command {
-    let mut c = Command::cargo_bin("wschat-check").expect("the binary is built");
-    c.current_dir(root())
-        .env_remove("WSCHAT_TARGET")
-        .env_remove("WSCHAT_TOKEN")
-        .env_remove("WSCHAT_LIVE")
-        .env_remove("WSCHAT_JWT_SECRET")
-        .env("NO_COLOR", "1")
-        // Every run is bounded: a hung run fails the test instead of hanging CI.
-        .timeout(std::time::Duration::from_secs(180));
+    let mut c = support::cmd();
+    // Every run is bounded: a hung run fails the test instead of hanging CI.
+    c.timeout(std::time::Duration::from_secs(180));
     c
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// A fresh folder for this test's files.

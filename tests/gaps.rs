@@ -3,28 +3,18 @@
 //! scenario provoking close code 1009 with `${repeat:N:TEXT}`. Real sockets, embedded server.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use assert_cmd::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod support;
+use support::{root, text};
 
+/// The shared clean-environment command, with this file's backstop against a hung run.
 fn cmd() -> Command {
-    let mut c = Command::cargo_bin("wschat-check").expect("the binary is built");
-    c.current_dir(root())
-        .env_remove("WSCHAT_TARGET")
-        .env_remove("WSCHAT_TOKEN")
-        .env_remove("WSCHAT_JWT_SECRET")
-        .env("NO_COLOR", "1")
-        // Generous: the whole suite on a loaded 2-core machine.
-        .timeout(Duration::from_secs(600));
+    let mut c = support::cmd();
+    // Generous: the whole suite on a loaded 2-core machine.
+    c.timeout(std::time::Duration::from_secs(600));
     c
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 struct TempDir(PathBuf);

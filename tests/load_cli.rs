@@ -8,19 +8,13 @@ use std::path::PathBuf;
 use assert_cmd::Command;
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod support;
 
+/// The shared clean-environment command, with this file's backstop against a hung run.
 fn cmd() -> Command {
-    let mut c = Command::cargo_bin("wschat-check").expect("the binary is built");
-    c.current_dir(root())
-        .env_remove("WSCHAT_TARGET")
-        .env_remove("WSCHAT_TOKEN")
-        .env_remove("WSCHAT_JWT_SECRET")
-        .env("NO_COLOR", "1")
-        // Every session is bounded by the scenario's own timeouts; this is the backstop.
-        .timeout(std::time::Duration::from_secs(300));
+    let mut c = support::cmd();
+    // Every session is bounded by the scenario's own timeouts; this is the backstop.
+    c.timeout(std::time::Duration::from_secs(300));
     c
 }
 

@@ -6,8 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use assert_cmd::Command;
 use serde_json::Value;
+
+mod support;
+use support::{cmd, root, text};
 
 const PACKS: &[&str] = &[
     "ag-ui",
@@ -24,23 +26,6 @@ const KNOWN_GAPS: &[(&str, &str)] = &[
     // None today. An entry looks like
     // ("connection-ack-heartbeat/fixtures/error-codes-keep-connection.jsonl", "one-ai-reply-per-message").
 ];
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn cmd() -> Command {
-    let mut c = Command::cargo_bin("wschat-check").expect("the binary is built");
-    c.current_dir(root())
-        .env_remove("WSCHAT_TARGET")
-        .env_remove("WSCHAT_TOKEN")
-        .env("NO_COLOR", "1");
-    c
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 fn report_path(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("wschat-packs-{}", std::process::id()));

@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
 
-use assert_cmd::Command;
 use serde_json::Value;
+
+mod support;
+use support::{cmd, root, text};
 
 /// Bundled scenarios that are not recorded: skipped without a live deployment (`WSCHAT_LIVE=1`).
 const NOT_RECORDED: &[&str] = &["live-smoke"];
@@ -19,24 +21,6 @@ const NOT_RECORDED: &[&str] = &["live-smoke"];
 /// paced turn), which `--pace fast` does not keep. `paced_scenarios_pass_at_the_recorded_pace`
 /// replays them at the recorded pace instead.
 const TIMING: &[&str] = &["paced-stream"];
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn cmd() -> Command {
-    let mut c = Command::cargo_bin("wschat-check").expect("the binary is built");
-    c.current_dir(root())
-        .env_remove("WSCHAT_TARGET")
-        .env_remove("WSCHAT_TOKEN")
-        .env_remove("WSCHAT_JWT_SECRET")
-        .env("NO_COLOR", "1");
-    c
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 fn tmp(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("wschat-rr-{}-{tag}", std::process::id()));

@@ -5,26 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use assert_cmd::Command;
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn cmd() -> Command {
-    let mut c = Command::cargo_bin("wschat-check").expect("the binary is built");
-    c.current_dir(root())
-        .env_remove("WSCHAT_TARGET")
-        .env_remove("WSCHAT_TOKEN")
-        .env_remove("WSCHAT_JWT_SECRET")
-        .env("NO_COLOR", "1");
-    c
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+mod support;
+use support::{cmd, root, text};
 
 /// A fresh path for a report file.
 fn report_path(tag: &str) -> PathBuf {
