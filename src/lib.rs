@@ -11,6 +11,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod json;
 pub mod load;
 pub mod record;
 pub mod replay;

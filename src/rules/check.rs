@@ -12,8 +12,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::model::{labels, lookup, KeySpec, Rule, RuleKind, Scope, Selector};
+use super::model::{labels, KeySpec, Rule, RuleKind, Scope, Selector};
 use super::RuleViolation;
+use crate::json::pointer_get as lookup;
 use crate::runner::Direction;
 
 /// Rules plus the dispatch index, built once per rule set and shared by every checker.

@@ -44,7 +44,7 @@ pub(crate) struct Checks {
 impl Checks {
     pub fn event_type<'a>(&self, v: &'a Value) -> Option<&'a str> {
         // Hot: several times per received event; see `pointer_get`.
-        crate::schema::pointer_get(v, &self.discriminator).and_then(Value::as_str)
+        crate::json::pointer_get(v, &self.discriminator).and_then(Value::as_str)
     }
 
     pub fn is_ignored(&self, v: &Value) -> bool {
