@@ -144,6 +144,25 @@ async fn rest_endpoints_and_their_errors() {
         r.json::<Value>().await.unwrap()["error"]["code"],
         "NOT_FOUND"
     );
+    // A known path with a method it does not serve is a JSON 405, not axum's empty default.
+    for (method, path) in [
+        (reqwest::Method::DELETE, "/api/v1/sessions"),
+        (reqwest::Method::PUT, "/healthz"),
+        (reqwest::Method::POST, &*format!("/api/v1/sessions/{id}")),
+    ] {
+        let r = http
+            .request(method.clone(), srv.url(path))
+            .bearer_auth(srv.token("alice"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "{method} {path}");
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["error"]["code"],
+            "METHOD_NOT_ALLOWED",
+            "{method} {path}"
+        );
+    }
     srv.handle.shutdown().await;
 }
 
@@ -282,6 +301,43 @@ async fn graceful_shutdown_sends_closing_and_1001_to_every_socket() {
                 == 1
         );
     }
+    tokio::time::timeout(WAIT, shutdown)
+        .await
+        .expect("shutdown finishes")
+        .unwrap();
+}
+
+/// An upgrade request that reached the server before shutdown began but finishes after it gets a JSON
+/// 503 `SHUTTING_DOWN`, not a socket that would be closed at once.
+#[tokio::test]
+async fn an_upgrade_finished_during_shutdown_is_refused_with_503() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let srv = default_server().await;
+    let (session, mut a) = srv.new_chat("alice").await;
+    // The request line and the first headers are on the wire; the blank line ending the head is not.
+    let addr = srv.handle.http_url().trim_start_matches("http://").to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "GET /api/v1/chat/ws/{session} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Authorization: Bearer {}\r\n",
+        srv.token("alice")
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let shutdown = tokio::spawn(srv.handle.shutdown());
+    // `closing` on the open socket proves the shutdown has begun; the socket is not closed by us yet,
+    // so the server is still draining.
+    a.until(&["closing"]).await;
+    tcp.write_all(b"\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, tcp.read_to_end(&mut answer))
+        .await
+        .expect("the refusal arrives in time")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("\"SHUTTING_DOWN\""), "{answer}");
+    drop(a);
     tokio::time::timeout(WAIT, shutdown)
         .await
         .expect("shutdown finishes")
