@@ -252,6 +252,11 @@ pub struct TokenArgs {
     /// Lifetime.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     pub ttl: Duration,
+    /// An extra claim, repeatable: `--claim tenant=acme --claim scope='["chat"]'`. A VALUE that
+    /// parses as JSON is used as JSON (numbers, booleans, arrays, objects), anything else as a string.
+    /// `sub`, `exp` and `iat` come from --user and --ttl and cannot be replaced.
+    #[arg(long = "claim", value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub claims: Vec<(String, String)>,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -442,11 +447,32 @@ fn cmd_token(a: TokenArgs) -> Result<u8, u8> {
         report_error("--secret must not be empty");
         return Err(EXIT_USAGE);
     }
-    println!(
-        "{}",
-        reference_server::mint_token(&a.secret, &a.user, a.admin, a.ttl)
-    );
-    Ok(EXIT_OK)
+    let mut extra = serde_json::Map::new();
+    for (name, value) in a.claims {
+        if matches!(name.as_str(), "sub" | "exp" | "iat") {
+            report_error(format!(
+                "--claim {name}: `{name}` is set by --user/--ttl and cannot be replaced"
+            ));
+            return Err(EXIT_USAGE);
+        }
+        let value = serde_json::from_str(&value).unwrap_or(serde_json::Value::String(value));
+        extra.insert(name, value);
+    }
+    let kind = if a.admin {
+        runner::resolver::TokenKind::Admin
+    } else {
+        runner::resolver::TokenKind::Valid
+    };
+    match runner::resolver::mint_with_claims(kind, &a.user, Some(&a.secret), a.ttl, &extra) {
+        Some(token) => {
+            println!("{token}");
+            Ok(EXIT_OK)
+        }
+        None => {
+            report_error("could not sign the token");
+            Err(EXIT_ENV)
+        }
+    }
 }
 
 fn cmd_serve(a: ServeArgs) -> Result<u8, u8> {

@@ -419,6 +419,34 @@ fn validate_list_and_token_commands() {
     assert_eq!(out.status.code(), Some(0));
     let token = text(&out.stdout);
     assert_eq!(token.trim().split('.').count(), 3, "{token}");
+
+    // Extra claims: JSON values stay JSON, other text is a string; `sub`/`exp`/`iat` are refused.
+    let out = cmd()
+        .args(["token", "--user", "alice", "--secret", "s", "--claim", "tenant=acme"])
+        .args(["--claim", r#"scope=["chat","tools"]"#, "--claim", "tier=3"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let token = text(&out.stdout);
+    let payload = token.trim().split('.').nth(1).unwrap();
+    use base64::Engine as _;
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["tenant"], "acme");
+    assert_eq!(claims["scope"], serde_json::json!(["chat", "tools"]));
+    assert_eq!(claims["tier"], 3);
+    assert!(claims.get("admin").is_none(), "{claims}");
+    let out = cmd()
+        .args(["token", "--user", "alice", "--secret", "s", "--claim", "sub=mallory"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--claim sub"), "{}", text(&out.stderr));
 }
 
 #[test]
