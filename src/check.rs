@@ -8,12 +8,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde_json::Value;
 
-use crate::cli::{EXIT_ENV, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::cli::{finish_reporters, OutputArgs, EXIT_ENV, EXIT_USAGE};
 use crate::record::transcript::{self, Dir, Expect, Kind, Record, TranscriptFile, Verdict};
-use crate::report::{ColorChoice, ReportOptions, ReportSet, Reporter, Secret};
+use crate::report::Reporter;
 use crate::rules::RuleSet;
 use crate::runner::{
     Direction, Failure, FailureKind, FrameRef, RunEvent, RunInfo, RunSummary, ScenarioResult,
@@ -21,73 +21,6 @@ use crate::runner::{
 };
 use crate::scenario::{load_suite, Level, LoadError, LoadOptions};
 use crate::schema::{SchemaRegistry, Side};
-
-/// Reporting flags shared by `check`, `record` and `replay --run`.
-#[derive(Debug, Args)]
-pub struct OutputArgs {
-    #[arg(long, value_enum, default_value = "auto")]
-    pub color: ColorOpt,
-    /// Write a JSON report.
-    #[arg(long, value_name = "FILE")]
-    pub report_json: Option<PathBuf>,
-    /// Write a JUnit XML report.
-    #[arg(long, value_name = "FILE")]
-    pub report_junit: Option<PathBuf>,
-    /// Write a TAP 13 report.
-    #[arg(long, value_name = "FILE")]
-    pub report_tap: Option<PathBuf>,
-    /// A secret to redact from every output, NAME=VALUE (repeatable).
-    #[arg(long = "secret", value_name = "NAME=VALUE")]
-    pub secrets: Vec<String>,
-    /// Received frames shown per failure.
-    #[arg(long, default_value_t = 8, value_name = "N")]
-    pub frames: usize,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum ColorOpt {
-    Auto,
-    Always,
-    Never,
-}
-
-impl OutputArgs {
-    pub fn secrets(&self) -> Result<Vec<Secret>, u8> {
-        self.secrets
-            .iter()
-            .map(|s| {
-                Secret::parse_arg(s).map_err(|e| {
-                    report_error(e);
-                    EXIT_USAGE
-                })
-            })
-            .collect()
-    }
-
-    /// The reporters, built like `run` builds them.
-    pub fn reporters(&self, target: Option<String>, secrets: Vec<Secret>) -> Result<ReportSet, u8> {
-        ReportOptions {
-            json: self.report_json.clone(),
-            junit: self.report_junit.clone(),
-            tap: self.report_tap.clone(),
-            color: match self.color {
-                ColorOpt::Auto => ColorChoice::Auto,
-                ColorOpt::Always => ColorChoice::Always,
-                ColorOpt::Never => ColorChoice::Never,
-            },
-            secrets,
-            target,
-            fail_level: Level::Must,
-            frames: self.frames,
-            ..Default::default()
-        }
-        .build()
-        .map_err(|e| {
-            report_error(e);
-            EXIT_USAGE
-        })
-    }
-}
 
 /// Prints an error through miette's renderer (as the rest of the CLI does).
 pub(crate) fn report_error(msg: impl std::fmt::Display) {
@@ -511,13 +444,7 @@ pub fn cmd_check(a: CheckArgs) -> Result<u8, u8> {
         started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         jobs: 1,
     }));
-    let mut summary = RunSummary {
-        passed: 0,
-        failed: 0,
-        skipped: 0,
-        flaky: 0,
-        duration: Duration::ZERO,
-    };
+    let mut summary = RunSummary::default();
     for (index, f) in files.iter().enumerate() {
         let dir = a.suite.clone().or_else(|| implied_suite(f));
         let pos = match suites.iter().position(|(d, _)| *d == dir) {
@@ -538,10 +465,7 @@ pub fn cmd_check(a: CheckArgs) -> Result<u8, u8> {
         for n in notes {
             eprintln!("note: {n}");
         }
-        match result.status {
-            Status::Failed => summary.failed += 1,
-            _ => summary.passed += 1,
-        }
+        summary.count(result.status);
         reporters.on_event(&RunEvent::ScenarioStarted {
             index,
             name: result.name.clone(),
@@ -553,15 +477,7 @@ pub fn cmd_check(a: CheckArgs) -> Result<u8, u8> {
     }
     summary.duration = started.elapsed();
     reporters.on_event(&RunEvent::RunFinished(summary));
-    if let Err(e) = reporters.finish() {
-        report_error(format!("could not write the report: {e}"));
-        return Err(EXIT_ENV);
-    }
-    Ok(if reporters.decision().success {
-        EXIT_OK
-    } else {
-        EXIT_FAILED
-    })
+    finish_reporters(&mut reporters)
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::report::{Baseline, ColorChoice, ReportOptions, Reporter, Secret};
+use crate::report::{Baseline, ColorChoice, ReportOptions, ReportSet, Reporter, Secret};
 use crate::runner::{self, RunOptions};
 use crate::scenario::{load_suite, Level, LoadError, LoadOptions, Suite};
 use crate::transport::tls::TlsSettings;
@@ -82,9 +82,10 @@ pub struct MergeArgs {
     pub out: ReportFileArgs,
 }
 
-/// Outputs and verdict options shared by `run` and `report merge`.
+/// Report flags of every command that runs or judges scenarios: `run`, `report merge`, `check`,
+/// `record` and `replay --run`.
 #[derive(Debug, Args)]
-pub struct ReportFileArgs {
+pub struct OutputArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub color: ColorArg,
     /// Write a JSON report.
@@ -102,15 +103,62 @@ pub struct ReportFileArgs {
     /// A secret to redact from every output, NAME=VALUE (repeatable).
     #[arg(long = "secret", value_name = "NAME=VALUE")]
     pub secrets: Vec<String>,
+    /// Received frames shown per failure.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub frames: usize,
+}
+
+impl OutputArgs {
+    /// The `--secret` values, parsed.
+    pub fn secrets(&self) -> Result<Vec<Secret>, u8> {
+        self.secrets
+            .iter()
+            .map(|s| {
+                Secret::parse_arg(s).map_err(|e| {
+                    report_error(e);
+                    EXIT_USAGE
+                })
+            })
+            .collect()
+    }
+
+    /// Reporting options with every `must` failure failing the run and no baseline.
+    pub fn options(&self, target: Option<String>, secrets: Vec<Secret>) -> ReportOptions {
+        ReportOptions {
+            json: self.report_json.clone(),
+            junit: self.report_junit.clone(),
+            tap: self.report_tap.clone(),
+            html: self.report_html.clone(),
+            color: match self.color {
+                ColorArg::Auto => ColorChoice::Auto,
+                ColorArg::Always => ColorChoice::Always,
+                ColorArg::Never => ColorChoice::Never,
+            },
+            secrets,
+            target,
+            fail_level: Level::Must,
+            frames: self.frames,
+            ..Default::default()
+        }
+    }
+
+    /// The reporters of [`OutputArgs::options`].
+    pub fn reporters(&self, target: Option<String>, secrets: Vec<Secret>) -> Result<ReportSet, u8> {
+        build_reporters(self.options(target, secrets))
+    }
+}
+
+/// [`OutputArgs`] plus the verdict options of `run` and `report merge`.
+#[derive(Debug, Args)]
+pub struct ReportFileArgs {
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Known failures: listed scenarios may fail without failing the run.
     #[arg(long, value_name = "FILE")]
     pub baseline: Option<PathBuf>,
     /// Failures at this level or stricter fail the run.
     #[arg(long, value_enum, default_value = "must")]
     pub fail_level: LevelArg,
-    /// Received frames shown per failure.
-    #[arg(long, default_value_t = 8, value_name = "N")]
-    pub frames: usize,
 }
 
 #[derive(Debug, Args)]
@@ -555,29 +603,37 @@ fn report_options(
     target: Option<String>,
     mut secrets: Vec<Secret>,
 ) -> Result<ReportOptions, u8> {
-    for s in &a.secrets {
-        secrets.push(Secret::parse_arg(s).map_err(|e| {
-            report_error(e);
-            EXIT_USAGE
-        })?);
-    }
+    secrets.extend(a.output.secrets()?);
     Ok(ReportOptions {
-        json: a.report_json.clone(),
-        junit: a.report_junit.clone(),
-        tap: a.report_tap.clone(),
-        html: a.report_html.clone(),
-        color: match a.color {
-            ColorArg::Auto => ColorChoice::Auto,
-            ColorArg::Always => ColorChoice::Always,
-            ColorArg::Never => ColorChoice::Never,
-        },
-        secrets,
         baseline: a.baseline.clone(),
-        target,
         fail_level: level_of(a.fail_level),
-        frames: a.frames,
-        ..Default::default()
+        ..a.output.options(target, secrets)
     })
+}
+
+fn build_reporters(opts: ReportOptions) -> Result<ReportSet, u8> {
+    opts.build().map_err(|e| {
+        report_error(e);
+        EXIT_USAGE
+    })
+}
+
+/// Writes the report files and turns the verdict into the exit code: 0 conformant, 1 failed, 3 when
+/// a report could not be written.
+pub(crate) fn finish_reporters(reporters: &mut ReportSet) -> Result<u8, u8> {
+    if let Err(e) = reporters.finish() {
+        report_error(format!("could not write the report: {e}"));
+        return Err(EXIT_ENV);
+    }
+    Ok(verdict_code(reporters))
+}
+
+fn verdict_code(reporters: &ReportSet) -> u8 {
+    if reporters.decision().success {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    }
 }
 
 fn cmd_run(a: RunArgs) -> Result<u8, u8> {
@@ -622,10 +678,8 @@ fn cmd_run(a: RunArgs) -> Result<u8, u8> {
         secrets.push(Secret::new("JWT_SECRET", s));
     }
     let report_opts = report_options(&a.out, a.target.clone(), secrets)?;
-    let mut reporters = report_opts.build().map_err(|e| {
-        report_error(e);
-        EXIT_USAGE
-    })?;
+    let fail_level = report_opts.fail_level;
+    let mut reporters = build_reporters(report_opts)?;
     let fail_fast = if a.fail_fast {
         let tolerated = match &a.out.baseline {
             Some(p) => Baseline::load(p)
@@ -640,7 +694,7 @@ fn cmd_run(a: RunArgs) -> Result<u8, u8> {
             None => Default::default(),
         };
         Some(runner::FailFast {
-            level: report_opts.fail_level,
+            level: fail_level,
             tolerated,
         })
     } else {
@@ -683,15 +737,7 @@ fn cmd_run(a: RunArgs) -> Result<u8, u8> {
         }
         Ok(Ok(_summary)) => {}
     }
-    if let Err(e) = reporters.finish() {
-        report_error(format!("could not write the report: {e}"));
-        return Err(EXIT_ENV);
-    }
-    Ok(if reporters.decision().success {
-        EXIT_OK
-    } else {
-        EXIT_FAILED
-    })
+    finish_reporters(&mut reporters)
 }
 
 /// `report merge`: the shards' reports become one run, rendered and judged like a single run.
@@ -700,20 +746,12 @@ fn cmd_report_merge(a: MergeArgs) -> Result<u8, u8> {
         report_error(e);
         EXIT_USAGE
     })?;
-    let opts = report_options(&a.out, None, Vec::new())?;
-    let mut reporters = opts.build().map_err(|e| {
-        report_error(e);
-        EXIT_USAGE
-    })?;
+    let mut reporters = build_reporters(report_options(&a.out, None, Vec::new())?)?;
     if let Err(e) = reporters.replay(&report) {
         report_error(format!("could not write the report: {e}"));
         return Err(EXIT_ENV);
     }
-    Ok(if reporters.decision().success {
-        EXIT_OK
-    } else {
-        EXIT_FAILED
-    })
+    Ok(verdict_code(&reporters))
 }
 
 fn cmd_completions(a: CompletionsArgs) -> Result<u8, u8> {

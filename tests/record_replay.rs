@@ -202,10 +202,12 @@ fn recordings_are_well_formed_and_redacted() {
 
 #[test]
 fn recordings_pass_the_offline_check() {
+    let html = tmp("check-html").join("check.html");
     let out = cmd()
         .arg("check")
         .arg(recordings())
-        .args(["--suite", "scenarios", "--color", "never"])
+        .args(["--suite", "scenarios", "--color", "never", "--report-html"])
+        .arg(&html)
         .output()
         .unwrap();
     assert_eq!(
@@ -216,6 +218,13 @@ fn recordings_pass_the_offline_check() {
         text(&out.stderr)
     );
     assert!(text(&out.stdout).contains("conformant"));
+    // `check` takes the same report flags as `run`, HTML included.
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.starts_with("<!DOCTYPE html>") && page.contains("offline check"),
+        "{}",
+        &page[..page.len().min(400)]
+    );
 }
 
 #[test]

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::check::{report_error, runtime, OutputArgs};
-use crate::cli::{glob_match, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::check::{report_error, runtime};
+use crate::cli::{glob_match, OutputArgs, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 use crate::report::{Redactor, Reporter};
 use crate::runner::{self, RunEvent, RunOptions, ScenarioResult, Status};
 use crate::scenario::{load_suite, LoadOptions};
@@ -149,9 +149,10 @@ pub fn cmd_record(a: RecordArgs) -> Result<u8, u8> {
                 Ok(Ok(_)) => Ok((results, started_at, reporters)),
             }
         })
-        .map(|(r, s, mut rep)| {
-            let _ = rep.finish();
-            (r, s)
+        .and_then(|(r, s, mut rep)| {
+            // The verdict of `record` is about what was recorded (below); the reports only need writing.
+            crate::cli::finish_reporters(&mut rep)?;
+            Ok((r, s))
         })?;
     let mut failed = false;
     for r in &results {

@@ -20,8 +20,10 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 
-use crate::check::{collect_files, report_error, runtime, OutputArgs};
-use crate::cli::{glob_match, EXIT_ENV, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::check::{collect_files, report_error, runtime};
+use crate::cli::{
+    finish_reporters, glob_match, OutputArgs, EXIT_ENV, EXIT_FAILED, EXIT_OK, EXIT_USAGE,
+};
 use crate::record::transcript::{self, TranscriptFile, Verdict};
 use crate::report::Reporter;
 use crate::runner::{
@@ -208,13 +210,7 @@ fn run_against_fixtures(a: ReplayArgs, transcripts: Vec<TranscriptFile>) -> Resu
             started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             jobs: 1,
         }));
-        let mut summary = RunSummary {
-            passed: 0,
-            failed: 0,
-            skipped: 0,
-            flaky: 0,
-            duration: Duration::ZERO,
-        };
+        let mut summary = RunSummary::default();
         let scenarios = std::mem::take(&mut suite.scenarios);
         for (index, sc) in scenarios.into_iter().enumerate() {
             let name = sc.name.clone();
@@ -233,12 +229,7 @@ fn run_against_fixtures(a: ReplayArgs, transcripts: Vec<TranscriptFile>) -> Resu
                     replay_one(one, t.clone(), pace, slack, vars.clone(), timeout).await?
                 }
             };
-            match result.status {
-                Status::Passed => summary.passed += 1,
-                Status::Failed => summary.failed += 1,
-                Status::Skipped => summary.skipped += 1,
-                Status::Flaky => summary.flaky += 1,
-            }
+            summary.count(result.status);
             reporters.on_event(&RunEvent::ScenarioFinished {
                 index,
                 result: Box::new(result),
@@ -246,15 +237,7 @@ fn run_against_fixtures(a: ReplayArgs, transcripts: Vec<TranscriptFile>) -> Resu
         }
         summary.duration = started.elapsed();
         reporters.on_event(&RunEvent::RunFinished(summary));
-        if let Err(e) = reporters.finish() {
-            report_error(format!("could not write the report: {e}"));
-            return Err(EXIT_ENV);
-        }
-        Ok(if reporters.decision().success {
-            EXIT_OK
-        } else {
-            EXIT_FAILED
-        })
+        finish_reporters(&mut reporters)
     })
 }
 

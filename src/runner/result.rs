@@ -274,7 +274,7 @@ pub struct ConnTimings {
     pub cancel_ack_ms: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunSummary {
     pub passed: usize,
     pub failed: usize,
@@ -282,6 +282,18 @@ pub struct RunSummary {
     pub flaky: usize,
     #[serde(with = "duration_ms")]
     pub duration: Duration,
+}
+
+impl RunSummary {
+    /// Counts one finished scenario.
+    pub fn count(&mut self, status: Status) {
+        match status {
+            Status::Passed => self.passed += 1,
+            Status::Failed => self.failed += 1,
+            Status::Skipped => self.skipped += 1,
+            Status::Flaky => self.flaky += 1,
+        }
+    }
 }
 
 /// Durations serialize as fractional milliseconds.
