@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use wschat_check::report::json::{read_json_report, JsonReporter};
-use wschat_check::report::{sample, Reporter};
+use wschat_check::report::json::{self, read_json_report};
+use wschat_check::report::{sample, Collector};
 use wschat_check::runner::RunEvent;
 
 fn tmp(name: &str) -> PathBuf {
@@ -14,11 +14,11 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn write(events: &[RunEvent], path: &Path) -> serde_json::Value {
-    let mut r = JsonReporter::new(path);
+    let mut c = Collector::default();
     for e in events {
-        r.on_event(e);
+        c.on_event(e);
     }
-    r.finish().unwrap();
+    json::write_file(path, &c.into_report()).unwrap();
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 

@@ -5,8 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use wschat_check::report::junit::JunitReporter;
-use wschat_check::report::{sample, Reporter};
+use wschat_check::report::{junit, sample, Collector};
 
 fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("wschat-report-junit-{}", std::process::id()));
@@ -61,11 +60,11 @@ fn xpath(path: &Path, expr: &str) -> String {
 
 fn write_report() -> PathBuf {
     let path = tmp("junit.xml");
-    let mut r = JunitReporter::new(&path);
+    let mut c = Collector::default();
     for e in sample::events() {
-        r.on_event(&e);
+        c.on_event(&e);
     }
-    r.finish().unwrap();
+    junit::write_file(&path, &c.into_report()).unwrap();
     path
 }
 

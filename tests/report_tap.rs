@@ -6,8 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use wschat_check::report::tap::TapReporter;
-use wschat_check::report::{sample, Reporter};
+use wschat_check::report::{sample, tap, Collector};
 use wschat_check::runner::RunEvent;
 use wschat_check::scenario::Level;
 
@@ -43,11 +42,11 @@ fn tap(events: &[RunEvent], name: &str) -> String {
     let dir = std::env::temp_dir().join(format!("wschat-report-tap-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path: PathBuf = dir.join(name);
-    let mut r = TapReporter::new(&path);
+    let mut c = Collector::default();
     for e in events {
-        r.on_event(e);
+        c.on_event(e);
     }
-    r.finish().unwrap();
+    tap::write_file(&path, &c.into_report()).unwrap();
     std::fs::read_to_string(&path).unwrap()
 }
 

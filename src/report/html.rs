@@ -8,14 +8,13 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::Path;
 
-use crate::runner::RunEvent;
 use crate::runner::{Direction, ScenarioResult, Status, StepOutcome, Transcript};
 
 use super::render;
 use super::terminal::level_name;
-use super::{to_io, write_file_atomically, Collector, Report, Reporter, Verdict};
+use super::{to_io, write_file_atomically, Report, Verdict};
 
 /// Longest payload shown per frame; the JSON report has the rest.
 const PAYLOAD_MAX: usize = 4096;
@@ -368,29 +367,9 @@ fn frame_payload(f: &crate::runner::FrameRecord) -> String {
     render::truncate(f.text.as_deref().unwrap_or(""), PAYLOAD_MAX)
 }
 
-pub struct HtmlReporter {
-    path: PathBuf,
-    collector: Collector,
-}
-
-impl HtmlReporter {
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        HtmlReporter {
-            path: path.into(),
-            collector: Collector::default(),
-        }
-    }
-}
-
-impl Reporter for HtmlReporter {
-    fn on_event(&mut self, event: &RunEvent) {
-        self.collector.on_event(event);
-    }
-
-    fn finish(&mut self) -> std::io::Result<()> {
-        let report = self.collector.report();
-        write_file_atomically(&self.path, |w| write_html(&report, w)).map_err(to_io)
-    }
+/// Writes the self-contained HTML report of a finished run to `path` (atomically).
+pub fn write_file(path: &Path, report: &Report) -> std::io::Result<()> {
+    write_file_atomically(path, |w| write_html(report, w)).map_err(to_io)
 }
 
 #[cfg(test)]

@@ -1,13 +1,9 @@
 //! The JSON report (`schemas/report.schema.json`) and its reader.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::runner::RunEvent;
-
-use super::{
-    to_io, write_file_atomically, Collector, Report, ReportError, Reporter, REPORT_VERSION,
-};
+use super::{to_io, write_file_atomically, Report, ReportError, REPORT_VERSION};
 
 /// Writes `report` as pretty JSON with a trailing newline.
 pub fn write_json(report: &Report, mut w: impl Write) -> std::io::Result<()> {
@@ -45,30 +41,9 @@ pub fn parse_json_report(text: &str, origin: &Path) -> Result<Report, ReportErro
     })
 }
 
-/// Collects the run and writes the JSON report at `finish`.
-pub struct JsonReporter {
-    path: PathBuf,
-    collector: Collector,
-}
-
-impl JsonReporter {
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        JsonReporter {
-            path: path.into(),
-            collector: Collector::default(),
-        }
-    }
-}
-
-impl Reporter for JsonReporter {
-    fn on_event(&mut self, event: &RunEvent) {
-        self.collector.on_event(event);
-    }
-
-    fn finish(&mut self) -> std::io::Result<()> {
-        let report = self.collector.report();
-        write_file_atomically(&self.path, |w| write_json(&report, w)).map_err(to_io)
-    }
+/// Writes the JSON report of a finished run to `path` (atomically).
+pub fn write_file(path: &Path, report: &Report) -> std::io::Result<()> {
+    write_file_atomically(path, |w| write_json(report, w)).map_err(to_io)
 }
 
 #[cfg(test)]
@@ -76,18 +51,18 @@ mod tests {
     use super::*;
     use crate::report::sample;
 
-    fn tmp(name: &str) -> PathBuf {
+    fn tmp(name: &str) -> std::path::PathBuf {
         std::env::temp_dir().join(format!("wschat-json-{}-{name}", std::process::id()))
     }
 
     #[test]
     fn report_shape_and_round_trip() {
         let path = tmp("round.json");
-        let mut r = JsonReporter::new(&path);
+        let mut c = crate::report::Collector::default();
         for e in sample::events() {
-            r.on_event(&e);
+            c.on_event(&e);
         }
-        r.finish().unwrap();
+        write_file(&path, &c.into_report()).unwrap();
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(v["version"], 1);

@@ -4,18 +4,18 @@
 //! carry the reason; flaky cases are successes with `<flakyFailure>` entries, as nextest does.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::Path;
 
 use quick_junit::{
     NonSuccessKind, Property, Report as JReport, TestCase, TestCaseStatus, TestRerun, TestSuite,
 };
 
-use crate::runner::{RunEvent, ScenarioResult, Status};
+use crate::runner::{ScenarioResult, Status};
 use crate::scenario::Level;
 
 use super::render::{self, FailureRender};
 use super::terminal::level_name;
-use super::{to_io, write_file_atomically, Collector, Report, ReportError, Reporter};
+use super::{to_io, write_file_atomically, Report, ReportError};
 
 /// Builds the JUnit document of a report.
 pub fn junit_report(report: &Report) -> JReport {
@@ -110,35 +110,15 @@ pub fn write_junit(report: &Report, mut w: impl Write) -> Result<(), quick_junit
     junit_report(report).serialize(&mut w)
 }
 
-pub struct JunitReporter {
-    path: PathBuf,
-    collector: Collector,
-}
-
-impl JunitReporter {
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        JunitReporter {
-            path: path.into(),
-            collector: Collector::default(),
-        }
-    }
-}
-
-impl Reporter for JunitReporter {
-    fn on_event(&mut self, event: &RunEvent) {
-        self.collector.on_event(event);
-    }
-
-    fn finish(&mut self) -> std::io::Result<()> {
-        let report = self.collector.report();
-        let xml = junit_report(&report).to_string().map_err(|e| {
-            to_io(ReportError::Junit {
-                path: self.path.clone(),
-                message: e.to_string(),
-            })
-        })?;
-        write_file_atomically(&self.path, |w| w.write_all(xml.as_bytes())).map_err(to_io)
-    }
+/// Writes the JUnit XML report of a finished run to `path` (atomically).
+pub fn write_file(path: &Path, report: &Report) -> std::io::Result<()> {
+    let xml = junit_report(report).to_string().map_err(|e| {
+        to_io(ReportError::Junit {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    })?;
+    write_file_atomically(path, |w| w.write_all(xml.as_bytes())).map_err(to_io)
 }
 
 #[cfg(test)]

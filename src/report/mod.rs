@@ -207,8 +207,13 @@ impl Collector {
     }
 
     pub fn report(&self) -> Report {
-        let scenarios: Vec<ScenarioResult> = self.results.values().cloned().collect();
-        let run = self.run.clone().unwrap_or_else(|| RunInfo {
+        self.clone().into_report()
+    }
+
+    /// The report, moving the results rather than copying them.
+    pub fn into_report(self) -> Report {
+        let scenarios: Vec<ScenarioResult> = self.results.into_values().collect();
+        let run = self.run.unwrap_or_else(|| RunInfo {
             target: "unknown".into(),
             total: scenarios.len(),
             // The report format requires an RFC 3339 time; the run's own start is unknown.
@@ -335,36 +340,61 @@ impl ReportOptions {
             }
             reporters.push(Box::new(t));
         }
-        if let Some(p) = &self.json {
-            reporters.push(Box::new(json::JsonReporter::new(p)));
-        }
-        if let Some(p) = &self.junit {
-            reporters.push(Box::new(junit::JunitReporter::new(p)));
-        }
-        if let Some(p) = &self.tap {
-            reporters.push(Box::new(tap::TapReporter::new(p)));
-        }
-        if let Some(p) = &self.html {
-            reporters.push(Box::new(html::HtmlReporter::new(p)));
-        }
+        let files = [
+            self.json.clone().map(ReportFile::Json),
+            self.junit.clone().map(ReportFile::Junit),
+            self.tap.clone().map(ReportFile::Tap),
+            self.html.clone().map(ReportFile::Html),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         Ok(ReportSet {
             reporters,
+            files,
             redactor,
             baseline,
             fail_level: self.fail_level,
             collector: Collector::default(),
+            report: None,
         })
     }
 }
 
+/// A report file, written once from the run's one collected [`Report`] when the run is finished.
+/// (The file formats need the whole run; letting each keep its own copy of every result, transcripts
+/// included, multiplied the memory of a large run by the number of formats.)
+#[derive(Debug, Clone)]
+pub enum ReportFile {
+    Json(PathBuf),
+    Junit(PathBuf),
+    Tap(PathBuf),
+    Html(PathBuf),
+}
+
+impl ReportFile {
+    pub fn write(&self, report: &Report) -> std::io::Result<()> {
+        match self {
+            ReportFile::Json(p) => json::write_file(p, report),
+            ReportFile::Junit(p) => junit::write_file(p, report),
+            ReportFile::Tap(p) => tap::write_file(p, report),
+            ReportFile::Html(p) => html::write_file(p, report),
+        }
+    }
+}
+
 /// The configured reporters behind one [`Reporter`]: redacts each event once, forwards it to
-/// all, and decides the run's outcome.
+/// the live reporters (the terminal), collects the run once for the report files, and decides the
+/// run's outcome.
 pub struct ReportSet {
     reporters: Vec<Box<dyn Reporter>>,
+    files: Vec<ReportFile>,
     redactor: Redactor,
     baseline: Option<Baseline>,
     fail_level: Level,
     collector: Collector,
+    /// The collected run, once `finish` has moved it out of the collector.
+    report: Option<Report>,
 }
 
 impl ReportSet {
@@ -372,11 +402,19 @@ impl ReportSet {
     pub fn new(reporters: Vec<Box<dyn Reporter>>, redactor: Redactor) -> Self {
         ReportSet {
             reporters,
+            files: Vec::new(),
             redactor,
             baseline: None,
             fail_level: Level::Must,
             collector: Collector::default(),
+            report: None,
         }
+    }
+
+    /// Adds a report file, written at `finish`.
+    pub fn with_file(mut self, file: ReportFile) -> Self {
+        self.files.push(file);
+        self
     }
 
     pub fn with_baseline(mut self, baseline: Option<Baseline>) -> Self {
@@ -403,7 +441,10 @@ impl ReportSet {
 
     /// The outcome of everything seen so far (call after `finish`).
     pub fn decision(&self) -> Decision {
-        let results: Vec<&ScenarioResult> = self.collector.results().collect();
+        let results: Vec<&ScenarioResult> = match &self.report {
+            Some(r) => r.scenarios.iter().collect(),
+            None => self.collector.results().collect(),
+        };
         baseline::decide(results, self.baseline.as_ref(), self.fail_level)
     }
 }
@@ -418,7 +459,8 @@ impl Reporter for ReportSet {
         }
     }
 
-    /// Finishes every reporter even when one fails, then reports the first error.
+    /// Finishes every reporter and writes every file even when one fails, then reports the first
+    /// error.
     fn finish(&mut self) -> std::io::Result<()> {
         let mut first_err = None;
         for r in &mut self.reporters {
@@ -426,6 +468,13 @@ impl Reporter for ReportSet {
                 first_err.get_or_insert(e);
             }
         }
+        let report = std::mem::take(&mut self.collector).into_report();
+        for f in &self.files {
+            if let Err(e) = f.write(&report) {
+                first_err.get_or_insert(e);
+            }
+        }
+        self.report = Some(report);
         match first_err {
             Some(e) => Err(e),
             None => Ok(()),

@@ -5,13 +5,13 @@
 //! scenario text can break the block.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::Path;
 
-use crate::runner::{RunEvent, ScenarioResult, Status};
+use crate::runner::{ScenarioResult, Status};
 
 use super::render::{self, FailureRender};
 use super::terminal::level_name;
-use super::{to_io, write_file_atomically, Collector, Report, Reporter};
+use super::{to_io, write_file_atomically, Report};
 
 fn q(s: &str) -> String {
     serde_json::to_string(s).expect("string serializes")
@@ -125,29 +125,9 @@ fn write_case(
     }
 }
 
-pub struct TapReporter {
-    path: PathBuf,
-    collector: Collector,
-}
-
-impl TapReporter {
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        TapReporter {
-            path: path.into(),
-            collector: Collector::default(),
-        }
-    }
-}
-
-impl Reporter for TapReporter {
-    fn on_event(&mut self, event: &RunEvent) {
-        self.collector.on_event(event);
-    }
-
-    fn finish(&mut self) -> std::io::Result<()> {
-        let report = self.collector.report();
-        write_file_atomically(&self.path, |w| write_tap(&report, w)).map_err(to_io)
-    }
+/// Writes the TAP 13 report of a finished run to `path` (atomically).
+pub fn write_file(path: &Path, report: &Report) -> std::io::Result<()> {
+    write_file_atomically(path, |w| write_tap(report, w)).map_err(to_io)
 }
 
 #[cfg(test)]
