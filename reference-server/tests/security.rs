@@ -9,19 +9,16 @@ mod common;
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::SinkExt;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reference_server::Config;
-use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-use common::{check_turn, refused, server, Client, Srv, WAIT};
+use common::{alg_none, check_turn, hs256, now, refused, server, Client, Srv, WAIT};
 
 // ---------------------------------------------------------------------------------------------
 // Process-wide instruments: captured log output and a count of panics in server tasks.
@@ -100,36 +97,6 @@ async fn assert_still_serving(srv: &Srv) {
 // ---------------------------------------------------------------------------------------------
 // Bad tokens.
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn b64url(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let v = (chunk[0] as u32) << 16
-            | (*chunk.get(1).unwrap_or(&0) as u32) << 8
-            | *chunk.get(2).unwrap_or(&0) as u32;
-        for i in 0..=chunk.len() {
-            out.push(T[((v >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
-fn hs256<C: Serialize>(secret: &str, claims: &C) -> String {
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
-}
-
 /// A bad credential and the code every channel must answer it with.
 struct BadToken {
     name: &'static str,
@@ -142,11 +109,6 @@ struct BadToken {
 fn bad_tokens(srv: &Srv, owner: &str) -> Vec<BadToken> {
     let secret = srv.handle.jwt_secret();
     let exp = now() + 3600;
-    let alg_none = format!(
-        "{}.{}.",
-        b64url(br#"{"alg":"none","typ":"JWT"}"#),
-        b64url(json!({"sub": owner, "exp": exp}).to_string().as_bytes())
-    );
     vec![
         BadToken {
             name: "wrong signature",
@@ -155,7 +117,7 @@ fn bad_tokens(srv: &Srv, owner: &str) -> Vec<BadToken> {
         },
         BadToken {
             name: "alg none",
-            token: alg_none,
+            token: alg_none(owner),
             code: "AUTH_INVALID",
         },
         BadToken {

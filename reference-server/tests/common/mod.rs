@@ -327,3 +327,42 @@ pub async fn refused(
         Err(e) => panic!("expected an HTTP refusal, got {e}"),
     }
 }
+
+// ---------------------------------------------------------------- hand-made tokens
+// The server's `mint_token` only makes good tokens; the refusal tests need bad ones.
+
+/// Seconds since the epoch, for hand-made `exp` claims.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A token over any claims, signed with `alg` and `secret`.
+pub fn sign(secret: &str, alg: jsonwebtoken::Algorithm, claims: &Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(alg),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// An HS256 token over any claims.
+pub fn hs256(secret: &str, claims: &Value) -> String {
+    sign(secret, jsonwebtoken::Algorithm::HS256, claims)
+}
+
+/// An unsigned `alg: none` token for `user`, valid for an hour.
+pub fn alg_none(user: &str) -> String {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    format!(
+        "{}.{}.",
+        b64(br#"{"alg":"none","typ":"JWT"}"#),
+        b64(json!({"sub": user, "exp": now() + 3600})
+            .to_string()
+            .as_bytes())
+    )
+}
