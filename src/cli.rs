@@ -21,7 +21,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::report::{Baseline, ColorChoice, ReportOptions, ReportSet, Reporter, Secret};
 use crate::runner::{self, RunOptions};
-use crate::scenario::{load_suite, Level, LoadError, LoadOptions, Suite};
+use crate::scenario::{load_suite_for_run, Level, LoadError, LoadOptions, Suite};
 use crate::transport::tls::TlsSettings;
 
 pub const EXIT_OK: u8 = 0;
@@ -211,7 +211,7 @@ pub struct RunArgs {
     /// Template variable (repeatable).
     #[arg(long = "var", value_name = "K=V", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
-    /// Scenarios run at once (default: the number of cores).
+    /// Scenarios run at once (default: 16; scenarios mostly wait on the network, not the CPU).
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
     /// Default timeout of `expect`, `collect` and other waits (overrides the suite's).
@@ -358,11 +358,13 @@ fn report_load_error(e: &LoadError) {
     }
 }
 
-fn load(paths: &[PathBuf], vars: &[(String, String)]) -> Result<Suite, u8> {
+/// `cli_target`: `--target`/`WSCHAT_TARGET` given (else the suite's `embedded:` section applies
+/// when the suite names no target either).
+fn load(paths: &[PathBuf], vars: &[(String, String)], cli_target: bool) -> Result<Suite, u8> {
     let opts = LoadOptions {
         vars: vars.iter().cloned().collect::<BTreeMap<_, _>>(),
     };
-    load_suite(paths, &opts).map_err(|e| {
+    load_suite_for_run(paths, &opts, cli_target).map_err(|e| {
         report_load_error(&e);
         EXIT_USAGE
     })
@@ -418,7 +420,7 @@ fn dispatch(cli: Cli) -> u8 {
 }
 
 fn cmd_validate(a: PathsArgs) -> Result<u8, u8> {
-    let suite = load(&a.paths, &a.vars)?;
+    let suite = load(&a.paths, &a.vars, false)?;
     let schemas = runner::load_schemas(&suite.config).map_err(|e| {
         report_error(e);
         EXIT_USAGE
@@ -446,7 +448,7 @@ fn level_name(l: Level) -> &'static str {
 }
 
 fn cmd_list(a: ListArgs) -> Result<u8, u8> {
-    let suite = load(&a.paths.paths, &a.paths.vars)?;
+    let suite = load(&a.paths.paths, &a.paths.vars, false)?;
     if a.json {
         let items: Vec<serde_json::Value> = suite
             .scenarios
@@ -637,7 +639,7 @@ fn verdict_code(reporters: &ReportSet) -> u8 {
 }
 
 fn cmd_run(a: RunArgs) -> Result<u8, u8> {
-    let mut suite = load(&a.paths, &a.vars)?;
+    let mut suite = load(&a.paths, &a.vars, a.target.is_some())?;
     if let Some(doc) = &a.asyncapi {
         if !doc.is_file() {
             report_error(format!("--asyncapi {}: no such file", doc.display()));

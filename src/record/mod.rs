@@ -39,7 +39,7 @@ pub struct RecordArgs {
     /// Default timeout of `expect`, `collect` and other waits.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub timeout: Option<Duration>,
-    /// Scenarios run at once (default: the number of cores).
+    /// Scenarios run at once (default: 16; scenarios mostly wait on the network, not the CPU).
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
     /// PEM file with the CA certificate(s) to trust for wss:// and https://.

@@ -231,6 +231,57 @@ struct Cx {
     problems: Vec<Problem>,
     /// Placeholders met in the current templates (checked against [`Known`] per step).
     placeholders: Vec<(String, Pos)>,
+    /// What a duration written as a template may use; empty where durations take no template
+    /// (the suite config). The first set gives the value; every set is checked, so a variant the
+    /// run does not use (the suite's own vars when the embedded server's replace them) still gets
+    /// its mistakes reported.
+    duration_vars: Vec<DurationVars>,
+}
+
+/// The variables a duration written as a template (`within: ${quiet}`) may use. Durations are
+/// resolved when loading (the runner takes them as plain values), so only what is known then
+/// counts: `--var`, scenario and suite vars, `${env:NAME}`; not captures, tokens or `${uuid}`.
+#[derive(Debug, Clone, Default)]
+struct DurationVars {
+    /// Names the variant in messages (empty for the vars the run uses).
+    label: &'static str,
+    cli: BTreeMap<String, String>,
+    suite: BTreeMap<String, Template>,
+    scenario: BTreeMap<String, Template>,
+    /// The scenario's `requires`: when one of them is unset the scenario is skipped, so a duration
+    /// that needs it has no value to check.
+    requires: Vec<String>,
+}
+
+/// Renders load-time templates over [`DurationVars`]; a var may refer to another (to a limited
+/// depth, which also stops a cycle).
+struct DurationResolver<'a> {
+    vars: &'a DurationVars,
+    depth: std::cell::Cell<u8>,
+}
+
+impl super::template::Resolver for DurationResolver<'_> {
+    fn resolve(&self, name: &str) -> Option<Value> {
+        if let Some(v) = self.vars.cli.get(name) {
+            return Some(Value::String(v.clone()));
+        }
+        if let Some(arg) = name.strip_prefix("env:") {
+            return super::template::env_with_default(arg, |n| std::env::var(n).ok())
+                .map(Value::String);
+        }
+        let t = self
+            .vars
+            .scenario
+            .get(name)
+            .or_else(|| self.vars.suite.get(name))?;
+        if self.depth.get() >= 16 {
+            return None;
+        }
+        self.depth.set(self.depth.get() + 1);
+        let v = t.render(self).ok();
+        self.depth.set(self.depth.get() - 1);
+        v
+    }
 }
 
 impl Cx {
@@ -243,6 +294,7 @@ impl Cx {
             ),
             problems: Vec::new(),
             placeholders: Vec::new(),
+            duration_vars: Vec::new(),
         }
     }
 
@@ -408,6 +460,52 @@ impl Cx {
         }
     }
 
+    /// A whole number of at least 1 that fits `T`.
+    fn count<T: TryFrom<u64>>(&mut self, node: &Node, what: &str) -> Option<T> {
+        let n = match node.kind {
+            Kind::Int(i) if i >= 1 => u64::try_from(i).ok(),
+            Kind::UInt(u) if u >= 1 => Some(u),
+            _ => None,
+        };
+        match n.and_then(|n| T::try_from(n).ok()) {
+            Some(v) => Some(v),
+            None => {
+                self.err(
+                    node.pos,
+                    format!(
+                        "{what} must be a whole number of at least 1, got {}",
+                        describe(node)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A size in bytes: a number or a string with a unit (`64KiB`).
+    fn size(&mut self, node: &Node, what: &str) -> Option<usize> {
+        let parsed = match &node.kind {
+            Kind::Int(i) if *i > 0 => Ok(*i as usize),
+            Kind::UInt(u) => usize::try_from(*u).map_err(|_| format!("{u} is too large")),
+            Kind::Str(s) => parse_size(s),
+            _ => Err(format!(
+                "expected a size like 64KiB or 65536, got {}",
+                describe(node)
+            )),
+        };
+        match parsed {
+            Ok(0) => {
+                self.err(node.pos, format!("{what} must be more than 0"));
+                None
+            }
+            Ok(n) => Some(n),
+            Err(e) => {
+                self.err(node.pos, format!("{what}: {e}"));
+                None
+            }
+        }
+    }
+
     fn status(&mut self, node: &Node, what: &str) -> Option<u16> {
         let code = self.u16(node, what)?;
         if !(100..=599).contains(&code) {
@@ -422,6 +520,7 @@ impl Cx {
 
     fn duration(&mut self, node: &Node, what: &str) -> Option<Duration> {
         match &node.kind {
+            Kind::Str(s) if s.contains("${") => self.duration_template(node, s, what),
             Kind::Str(s) => match parse_duration(s) {
                 Ok(d) => Some(d),
                 Err(e) => {
@@ -441,6 +540,61 @@ impl Cx {
                 None
             }
         }
+    }
+
+    /// A duration given as a template (`${quiet}`, `${env:WAIT:-2s}`), resolved now: see
+    /// [`DurationVars`].
+    fn duration_template(&mut self, node: &Node, s: &str, what: &str) -> Option<Duration> {
+        let template = match Template::string(s) {
+            Ok(t) => t,
+            Err(e) => {
+                self.err_label(node.pos, "bad placeholder", e.to_string());
+                return None;
+            }
+        };
+        if self.duration_vars.is_empty() {
+            self.err_label(
+                node.pos,
+                "bad duration",
+                format!("{what}: a duration here cannot use variables, got {s:?}"),
+            );
+            return None;
+        }
+        let mut first = None;
+        for (i, vars) in self.duration_vars.clone().iter().enumerate() {
+            let resolver = DurationResolver {
+                vars,
+                depth: std::cell::Cell::new(0),
+            };
+            let variant = if vars.label.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", vars.label)
+            };
+            let parsed = match template.render_string(&resolver) {
+                Ok(text) => parse_duration(&text).map_err(|e| format!("{what}: {s:?} gives {e}")),
+                Err(super::template::TemplateError::Unresolved { name })
+                    if name.strip_prefix("env:").is_some_and(|n| {
+                        vars.requires.iter().any(|r| r == n) && std::env::var_os(n).is_none()
+                    }) =>
+                {
+                    // Skipped at run time for the unset variable; the value is never used.
+                    Ok(Duration::ZERO)
+                }
+                Err(e) => Err(format!(
+                    "{what}: {e} in {s:?} (a duration can use --var, suite and scenario vars and ${{env:NAME}}, resolved when loading)"
+                )),
+            };
+            match parsed {
+                Ok(d) if i == 0 => first = Some(d),
+                Ok(_) => {}
+                Err(e) => {
+                    self.err_label(node.pos, "bad duration", format!("{e}{variant}"));
+                    return None;
+                }
+            }
+        }
+        first
     }
 
     fn str_list(&mut self, node: &Node, what: &str) -> Option<Vec<String>> {
@@ -765,6 +919,7 @@ impl Default for SuiteConfig {
             target_required: false,
             asyncapi: None,
             check_sent: true,
+            embedded: EmbeddedConfig::default(),
         }
     }
 }
@@ -790,6 +945,7 @@ const CONFIG_FIELDS: &[&str] = &[
     "max_frame_bytes",
     "auth",
     "vars",
+    "embedded",
 ];
 
 /// Returns the config and the rules file it names (if any; checked to exist).
@@ -930,6 +1086,9 @@ fn convert_config(
             }
         }
     }
+    if let Some(v) = f.get("embedded") {
+        config.embedded = convert_embedded(cx, v, &config.vars);
+    }
     // The config is read before any target is known; env vars there may be unset (that
     // simply leaves the feature unconfigured), so only names are checked.
     let mut known = Known::default();
@@ -937,6 +1096,74 @@ fn convert_config(
     known.names.extend(opts.vars.keys().cloned());
     cx.check_vars(&known);
     (config, rules)
+}
+
+/// `embedded: { server: {...}, vars: {...} }` (not yet applied: see [`load_suite_for_run`]).
+fn convert_embedded(
+    cx: &mut Cx,
+    node: &Node,
+    suite_vars: &BTreeMap<String, Template>,
+) -> EmbeddedConfig {
+    let mut out = EmbeddedConfig::default();
+    let Some(f) = cx.map(node, "embedded", &["server", "vars"]) else {
+        return out;
+    };
+    if let Some(n) = f.get("server") {
+        if let Some(s) = cx.map(n, "embedded.server", EmbeddedServer::FIELDS) {
+            let srv = &mut out.server;
+            for (key, _, v) in &s.fields {
+                let what = format!("embedded.server.{key}");
+                match *key {
+                    "auth_timeout" => srv.auth_timeout = cx.duration(v, &what),
+                    "idle_timeout" => srv.idle_timeout = cx.duration(v, &what),
+                    "reply_timeout" => srv.reply_timeout = cx.duration(v, &what),
+                    "token_pace" => srv.token_pace = cx.duration(v, &what),
+                    "rate_limit_per_sec" => srv.rate_limit_per_sec = cx.count(v, &what),
+                    "rate_burst" => srv.rate_burst = cx.count(v, &what),
+                    "max_connections_per_user" => srv.max_connections_per_user = cx.count(v, &what),
+                    "max_message_bytes" => srv.max_message_bytes = cx.size(v, &what),
+                    "hard_max_message_bytes" => srv.hard_max_message_bytes = cx.size(v, &what),
+                    _ => unreachable!("cx.map allows only EmbeddedServer::FIELDS"),
+                }
+            }
+            // Combinations the server would refuse at start (exit 3) are a mistake in this file.
+            if let Err(e) = out
+                .server
+                .apply(reference_server::Config::default())
+                .validate()
+            {
+                cx.err_label(
+                    n.pos,
+                    "bad server settings",
+                    format!("embedded.server: {e}"),
+                );
+            }
+        }
+    }
+    if let Some(n) = f.get("vars") {
+        out.vars = convert_vars(cx, n);
+        // Only replacements: a var that exists only for the embedded server would leave the same
+        // scenarios unloadable against any other server.
+        if let Kind::Map(entries) = &n.kind {
+            for (k, _) in entries {
+                if let Some(name) = k.as_str() {
+                    if out.vars.contains_key(name) && !suite_vars.contains_key(name) {
+                        let hint = super::suggest(name, suite_vars.keys().map(String::as_str))
+                            .map(|s| format!("; did you mean '{s}'?"))
+                            .unwrap_or_default();
+                        cx.err_label(
+                            k.pos,
+                            "unknown variable",
+                            format!(
+                                "embedded.vars.{name} replaces nothing: define '{name}' in `vars` (the value for other servers) first{hint}"
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 fn convert_vars(cx: &mut Cx, node: &Node) -> BTreeMap<String, Template> {
@@ -1040,6 +1267,10 @@ fn convert_scenario(
         .get("vars")
         .map(|n| convert_vars(cx, n))
         .unwrap_or_default();
+    for d in &mut cx.duration_vars {
+        d.scenario = vars.clone();
+        d.requires = requires.clone();
+    }
 
     let mut known = Known {
         check_env: true,
@@ -1837,6 +2068,7 @@ pub fn load_scenario_str(
     opts: &LoadOptions,
 ) -> Result<Scenario, LoadError> {
     let mut cx = Cx::new(file, yaml);
+    cx.duration_vars = duration_vars(config, opts);
     let scenario = match yaml::parse(yaml) {
         Ok(root) => convert_scenario(&mut cx, &root, config, opts),
         Err(e) => {
@@ -1856,6 +2088,41 @@ pub fn load_scenario_str(
             })
         }
     }
+}
+
+/// The variants of the vars a scenario's durations are resolved with: the ones the run uses first,
+/// then the suite's other variant (with or without `embedded.vars`), only to report its mistakes.
+fn duration_vars(config: &SuiteConfig, opts: &LoadOptions) -> Vec<DurationVars> {
+    let active = DurationVars {
+        label: "",
+        cli: opts.vars.clone(),
+        suite: config.vars.clone(),
+        scenario: BTreeMap::new(),
+        requires: Vec::new(),
+    };
+    let e = &config.embedded;
+    let other = if e.applied {
+        (!e.replaced.is_empty()).then(|| {
+            let mut suite = config.vars.clone();
+            suite.extend(e.replaced.clone());
+            ("with the suite's vars for other servers", suite)
+        })
+    } else {
+        (!e.vars.is_empty()).then(|| {
+            let mut suite = config.vars.clone();
+            suite.extend(e.vars.clone());
+            ("with embedded.vars", suite)
+        })
+    };
+    let mut out = vec![active.clone()];
+    if let Some((label, suite)) = other {
+        out.push(DurationVars {
+            label,
+            suite,
+            ..active
+        });
+    }
+    out
 }
 
 /// Loads a suite config from text; `dir` resolves its relative paths.
@@ -1942,8 +2209,21 @@ fn default_schemas(dir: &Path) -> Option<PathBuf> {
     .find(|p| p.join("index.json").is_file())
 }
 
-/// Loads the suite: PATH arguments (folders or files) → config, rules file and scenarios.
+/// Loads the suite: PATH arguments (folders or files) → config, rules file and scenarios. The
+/// suite's `embedded:` section is not applied (see [`load_suite_for_run`]).
 pub fn load_suite(paths: &[PathBuf], opts: &LoadOptions) -> Result<Suite, LoadError> {
+    load_suite_for_run(paths, opts, true)
+}
+
+/// [`load_suite`] for a `run`: when neither the command line (`cli_target`: `--target` or
+/// `WSCHAT_TARGET`) nor the suite names a target, the run uses the embedded reference server, so the
+/// suite's `embedded.vars` replace its `vars` (durations written as `${var}` are resolved with them)
+/// and [`crate::runner::Prepared`] starts the server with `embedded.server`.
+pub fn load_suite_for_run(
+    paths: &[PathBuf],
+    opts: &LoadOptions,
+    cli_target: bool,
+) -> Result<Suite, LoadError> {
     let mut problems = Vec::new();
     if paths.is_empty() {
         return Err(LoadError {
@@ -1974,6 +2254,15 @@ pub fn load_suite(paths: &[PathBuf], opts: &LoadOptions) -> Result<Suite, LoadEr
                 Err(e) => problems.extend(e.problems),
             }
         }
+    }
+    if !cli_target && config.target.is_none() && !config.target_required {
+        let e = &mut config.embedded;
+        for (name, t) in &e.vars {
+            if let Some(old) = config.vars.insert(name.clone(), t.clone()) {
+                e.replaced.insert(name.clone(), old);
+            }
+        }
+        e.applied = true;
     }
     if rules_file.is_none() {
         let p = base.join(DEFAULT_RULES_FILE);

@@ -816,3 +816,148 @@ fn repeat_and_env_default_placeholders_are_checked_at_load() {
     let e = errs("name: r\nsteps:\n  - send: { text: '${repeat:999999999999:ab}' }\n");
     assert!(e.contains("MiB limit"), "{e}");
 }
+
+// ------------------------------------------------------------------ embedded: and durations as vars
+
+const EMBEDDED_SUITE: &str = "vars:\n  quiet: 200ms\n  wait: ${env:WSCHAT_LOADER_SURELY_UNSET_WAIT:-8s}\nembedded:\n  server: { auth_timeout: 300ms, rate_burst: 10, max_message_bytes: 64KiB }\n  vars: { quiet: 50ms }\n";
+const EMBEDDED_SCENARIO: &str = "name: s\nvars: { local: 3s }\nsteps:\n  - sleep: \"${quiet}\"\n  - sleep: \"${wait}\"\n  - sleep: \"${local}\"\n  - sleep: \"1${from_cli}\"\n";
+
+fn sleeps(s: &Scenario) -> Vec<Duration> {
+    s.steps
+        .iter()
+        .filter_map(|st| match st.kind {
+            StepKind::Sleep(d) => Some(d),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn embedded_vars_replace_suite_vars_only_for_the_embedded_server() {
+    let d = TempDir::new("embedded");
+    d.write("wschat-suite.yaml", EMBEDDED_SUITE);
+    d.write("s.yaml", EMBEDDED_SCENARIO);
+    let mut o = LoadOptions::default();
+    o.vars.insert("from_cli".into(), "00ms".into());
+    let ms = Duration::from_millis;
+
+    // No --target and no suite target: the embedded server runs, with the embedded vars.
+    let suite = load_suite_for_run(std::slice::from_ref(&d.0), &o, false)
+        .unwrap_or_else(|e| panic!("{}", e.render_plain()));
+    let e = &suite.config.embedded;
+    assert!(e.applied);
+    assert_eq!(e.server.auth_timeout, Some(ms(300)));
+    assert_eq!(e.server.rate_burst, Some(10));
+    assert_eq!(e.server.max_message_bytes, Some(64 * 1024));
+    assert_eq!(e.server.idle_timeout, None);
+    assert_eq!(suite.config.vars["quiet"].0, json!("50ms"));
+    assert_eq!(e.replaced["quiet"].0, json!("200ms"));
+    assert_eq!(
+        sleeps(&suite.scenarios[0]),
+        [ms(50), ms(8000), ms(3000), ms(100)]
+    );
+    let server = e.server.apply(reference_server::Config::default());
+    assert_eq!(server.auth_timeout, ms(300));
+    assert_eq!(server.rate_limit_per_sec, 20, "unset keys keep the default");
+
+    // --target: the suite's own vars; the server settings stay unapplied.
+    let suite = load_suite_for_run(std::slice::from_ref(&d.0), &o, true).unwrap();
+    assert!(!suite.config.embedded.applied);
+    assert_eq!(suite.config.vars["quiet"].0, json!("200ms"));
+    assert_eq!(sleeps(&suite.scenarios[0])[0], ms(200));
+
+    // A --var wins over both.
+    o.vars.insert("quiet".into(), "7ms".into());
+    let suite = load_suite_for_run(std::slice::from_ref(&d.0), &o, false).unwrap();
+    assert_eq!(sleeps(&suite.scenarios[0])[0], ms(7));
+
+    // A suite target means another server as well.
+    d.write(
+        "wschat-suite.yaml",
+        &format!("target: ws://127.0.0.1:1\n{EMBEDDED_SUITE}"),
+    );
+    let suite = load_suite_for_run(std::slice::from_ref(&d.0), &o, false).unwrap();
+    assert!(!suite.config.embedded.applied);
+}
+
+#[test]
+fn embedded_section_mistakes_are_located() {
+    let d = TempDir::new("embedded-bad");
+    let cfg = d.write(
+        "wschat-suite.yaml",
+        "vars: { quiet: 200ms }\nembedded:\n  server:\n    auth_timout: 1s\n    rate_burst: 0\n    reply_timeout: ${quiet}\n  vars: { quite: 50ms }\n  other: 1\n",
+    );
+    d.write("s.yaml", "name: s\nsteps: [sleep: 1s]\n");
+    let e = load_suite(std::slice::from_ref(&d.0), &LoadOptions::default()).unwrap_err();
+    let all = e.render_plain();
+    let at = |lc: &str, needle: &str| {
+        let want = format!("{}:{lc}: ", cfg.display());
+        assert!(
+            all.lines()
+                .any(|l| l.starts_with(&want) && l.contains(needle)),
+            "expected {lc} {needle:?} in:\n{all}"
+        );
+    };
+    at("4:5", "auth_timout");
+    at("5:17", "at least 1");
+    at("6:20", "cannot use variables");
+    at("7:11", "replaces nothing");
+    at("7:11", "did you mean 'quiet'");
+    at("8:3", "other");
+
+    // A combination the server would refuse at start.
+    d.write(
+        "wschat-suite.yaml",
+        "embedded:\n  server: { max_message_bytes: 2MiB, hard_max_message_bytes: 1MiB }\n",
+    );
+    let e = load_suite(std::slice::from_ref(&d.0), &LoadOptions::default()).unwrap_err();
+    assert!(
+        e.render_plain()
+            .contains("wschat-suite.yaml:2:11: embedded.server: hard_max_message_bytes"),
+        "{}",
+        e.render_plain()
+    );
+}
+
+#[test]
+fn durations_as_templates_are_checked_in_both_variants() {
+    let d = TempDir::new("embedded-dur");
+    d.write(
+        "wschat-suite.yaml",
+        "vars: { quiet: soon, pause: 1s }\nembedded:\n  vars: { quiet: 50ms }\n",
+    );
+    let f = d.write(
+        "s.yaml",
+        "name: s\nsteps:\n  - sleep: \"${quiet}\"\n  - expect_none: { match: {}, within: \"${nope}\" }\n  - sleep: \"${uuid}\"\n",
+    );
+    // The embedded run would work with quiet = 50ms; the suite's own value is still reported.
+    let e =
+        load_suite_for_run(std::slice::from_ref(&d.0), &LoadOptions::default(), false).unwrap_err();
+    let all = e.render_plain();
+    let p = f.display();
+    assert!(
+        all.contains(&format!(
+            "{p}:3:12: sleep: \"${{quiet}}\" gives invalid duration \"soon\""
+        )) && all.contains("(with the suite's vars for other servers)"),
+        "{all}"
+    );
+    assert!(
+        all.contains(&format!("{p}:4:39: within: unknown variable 'nope'")),
+        "{all}"
+    );
+    assert!(
+        all.contains(&format!("{p}:5:12: sleep: unknown variable 'uuid'")),
+        "{all}"
+    );
+}
+
+#[test]
+fn a_duration_from_a_required_env_var_may_be_unset() {
+    let s = ok("name: s\nrequires: [WSCHAT_LOADER_SURELY_UNSET_DUR]\nsteps:\n  - sleep: \"${env:WSCHAT_LOADER_SURELY_UNSET_DUR}\"\n");
+    assert!(matches!(s.steps[0].kind, StepKind::Sleep(d) if d.is_zero()));
+    assert_err(
+        "name: s\nsteps:\n  - sleep: \"${env:WSCHAT_LOADER_SURELY_UNSET_DUR}\"\n",
+        "3:12",
+        "unknown variable 'env:WSCHAT_LOADER_SURELY_UNSET_DUR'",
+    );
+}

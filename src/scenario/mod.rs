@@ -6,7 +6,9 @@ pub mod model;
 pub mod template;
 mod yaml;
 
-pub use load::{load_scenario_str, load_suite, LoadError, LoadOptions, Problem};
+pub use load::{
+    load_scenario_str, load_suite, load_suite_for_run, LoadError, LoadOptions, Problem,
+};
 pub use matcher::{MatchSpec, Matcher, MatcherError, Mismatch};
 pub use model::*;
 pub use template::{Resolver, Template, TemplateError};

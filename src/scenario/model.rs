@@ -74,6 +74,88 @@ pub struct SuiteConfig {
     /// Check the frames the scenarios send against the client schemas, reported as notes
     /// (never failures: error scenarios send invalid frames on purpose). Default true.
     pub check_sent: bool,
+    /// `embedded:`: how the embedded reference server runs and which vars change with it.
+    pub embedded: EmbeddedConfig,
+}
+
+/// The suite's `embedded:` section. Against the embedded reference server the harness controls the
+/// server, so it can shorten the protocol deadlines the slow scenarios wait for (auth deadline, rate
+/// limit refill) and the vars that size those waits, while the same scenarios keep generous values
+/// against any other server.
+#[derive(Debug, Clone, Default)]
+pub struct EmbeddedConfig {
+    /// Reference server settings for the embedded run (`embedded.server`).
+    pub server: EmbeddedServer,
+    /// `embedded.vars`: replacements for suite `vars` (each must exist there).
+    pub vars: BTreeMap<String, Template>,
+    /// Whether `vars` were applied to [`SuiteConfig::vars`] (the run will use the embedded server:
+    /// no `--target`, no `WSCHAT_TARGET`, no suite `target`). The server settings are applied only
+    /// then, so the server and the waits sized for it always go together.
+    pub applied: bool,
+    /// The suite's own values of the vars that `vars` replaced (kept to check both variants).
+    pub replaced: BTreeMap<String, Template>,
+}
+
+/// Reference server settings the suite may set for the embedded run; `None` keeps the run's default
+/// (`reference_server::Config::default()`, zero token pacing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EmbeddedServer {
+    pub auth_timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+    pub reply_timeout: Option<Duration>,
+    pub token_pace: Option<Duration>,
+    pub rate_limit_per_sec: Option<u32>,
+    pub rate_burst: Option<u32>,
+    pub max_connections_per_user: Option<usize>,
+    pub max_message_bytes: Option<usize>,
+    pub hard_max_message_bytes: Option<usize>,
+}
+
+impl EmbeddedServer {
+    /// The YAML keys of `embedded.server` (kept in step with `schemas/suite.schema.json` by a test).
+    pub const FIELDS: &'static [&'static str] = &[
+        "auth_timeout",
+        "idle_timeout",
+        "reply_timeout",
+        "token_pace",
+        "rate_limit_per_sec",
+        "rate_burst",
+        "max_connections_per_user",
+        "max_message_bytes",
+        "hard_max_message_bytes",
+    ];
+
+    /// `base` with every setting given here replacing its value.
+    pub fn apply(&self, mut base: reference_server::Config) -> reference_server::Config {
+        if let Some(d) = self.auth_timeout {
+            base.auth_timeout = d;
+        }
+        if let Some(d) = self.idle_timeout {
+            base.idle_timeout = d;
+        }
+        if let Some(d) = self.reply_timeout {
+            base.reply_timeout = d;
+        }
+        if let Some(d) = self.token_pace {
+            base.token_pace = d;
+        }
+        if let Some(n) = self.rate_limit_per_sec {
+            base.rate_limit_per_sec = n;
+        }
+        if let Some(n) = self.rate_burst {
+            base.rate_burst = n;
+        }
+        if let Some(n) = self.max_connections_per_user {
+            base.max_connections_per_user = n;
+        }
+        if let Some(n) = self.max_message_bytes {
+            base.max_message_bytes = n;
+        }
+        if let Some(n) = self.hard_max_message_bytes {
+            base.hard_max_message_bytes = n;
+        }
+        base
+    }
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -174,3 +174,19 @@ fn suite_schema_lists_the_loader_fields() {
     want.sort_unstable();
     assert_eq!(got, want);
 }
+
+#[test]
+fn suite_schema_lists_the_embedded_server_settings() {
+    let s = schema("suite.schema.json");
+    let mut got: Vec<&str> = s
+        .pointer("/properties/embedded/properties/server/properties")
+        .and_then(Value::as_object)
+        .expect("embedded.server properties")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    got.sort_unstable();
+    let mut want: Vec<&str> = crate::scenario::EmbeddedServer::FIELDS.to_vec();
+    want.sort_unstable();
+    assert_eq!(got, want);
+}
