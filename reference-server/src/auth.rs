@@ -106,6 +106,48 @@ pub fn verify_token(secret: &str, token: &str) -> Result<Claims, AuthError> {
     Ok(claims)
 }
 
+/// Tokens that verified under one secret, with their claims: clients reconnect with the same token,
+/// and checking an HS256 signature (base64, HMAC, two JSON documents) was the largest cost of a
+/// WebSocket handshake. Only a success is kept, and only its expiry can change later (under the same
+/// secret the same token verifies the same way), so a hit re-checks `exp` as [`verify_token`] does.
+pub struct VerifiedTokens {
+    secret: String,
+    map: std::sync::Mutex<HashMap<String, Claims>>,
+}
+
+/// Entries kept at most; the cache starts over when full (a bound, not a policy).
+const VERIFIED_TOKENS_MAX: usize = 1024;
+
+impl VerifiedTokens {
+    pub fn new(secret: &str) -> VerifiedTokens {
+        VerifiedTokens {
+            secret: secret.to_owned(),
+            map: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// [`verify_token`] with this cache's secret, remembering successes.
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let lock = || self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let hit = lock().get(token).cloned();
+        if let Some(c) = hit {
+            // `exp` with no leeway, as jsonwebtoken checks it: expired once `exp` < now.
+            if c.exp < now_secs() {
+                lock().remove(token);
+                return Err(AuthError::Expired);
+            }
+            return Ok(c);
+        }
+        let claims = verify_token(&self.secret, token)?;
+        let mut map = lock();
+        if map.len() >= VERIFIED_TOKENS_MAX {
+            map.clear();
+        }
+        map.insert(token.to_owned(), claims.clone());
+        Ok(claims)
+    }
+}
+
 /// Removes an optional `Bearer ` prefix (case-insensitive scheme, as HTTP auth schemes are).
 pub fn strip_bearer(value: &str) -> &str {
     let v = value.trim();
@@ -162,6 +204,24 @@ mod tests {
         assert!(c.exp >= now_secs() + 59);
         let t = mint_token(SECRET, "bob", false, Duration::from_secs(60));
         assert!(!verify_token(SECRET, &t).unwrap().is_admin());
+    }
+
+    #[test]
+    fn verified_tokens_cache_successes_and_still_expire() {
+        let cache = VerifiedTokens::new(SECRET);
+        let t = mint_token(SECRET, "alice", false, Duration::from_secs(60));
+        assert_eq!(cache.verify(&t).unwrap().sub, "alice");
+        assert_eq!(cache.verify(&t), verify_token(SECRET, &t));
+        // Refusals are not kept: each is verified, and fails, again.
+        let other = mint_token("other", "alice", false, Duration::from_secs(60));
+        for _ in 0..2 {
+            assert!(matches!(cache.verify(&other), Err(AuthError::Invalid(_))));
+        }
+        assert_eq!(cache.map.lock().unwrap().len(), 1);
+        // A kept token whose `exp` has passed since is expired, and leaves the cache.
+        cache.map.lock().unwrap().get_mut(&t).unwrap().exp = now_secs() - 1;
+        assert_eq!(cache.verify(&t), Err(AuthError::Expired));
+        assert!(cache.map.lock().unwrap().is_empty());
     }
 
     #[test]

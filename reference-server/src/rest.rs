@@ -64,7 +64,10 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Claims, ApiErro
         ));
     };
     let token = auth::strip_bearer(value.to_str().unwrap_or(""));
-    auth::verify_token(&state.config.jwt_secret, token).map_err(|e| ApiError::unauthorized(&e))
+    state
+        .tokens
+        .verify(token)
+        .map_err(|e| ApiError::unauthorized(&e))
 }
 
 /// Parses a JSON object body; an empty body is `None` when `optional`.

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::fault::{self, Fault};
-use crate::model::{long_word, split_tokens, Action, Answer, Replies, Script};
+use crate::model::{split_tokens, Action, Answer, Replies, Script};
 use crate::state::{AppState, Outgoing, TurnGuard};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,52 +219,141 @@ impl TurnCtx {
         })
     }
 
+    /// Queues token frames already serialized (see [`token_frame`]); an empty batch is a no-op.
+    async fn emit_frames(&mut self, batch: &mut Vec<String>) -> Result<(), Interrupt> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let msg = Outgoing::Frames(std::mem::take(batch));
+        tokio::select! {
+            biased;
+            s = stopped(&mut self.stop) => Err(Interrupt(s)),
+            r = self.out.send(msg) => r.map_err(|_| Interrupt(Stop::Abort)),
+        }
+    }
+
     async fn stream(
         &mut self,
         answer: Answer,
         replies: &Replies,
         pace: Duration,
     ) -> Result<Outcome, Interrupt> {
-        let mut content = String::new();
-        let mut index = 0u64;
-        let tokens: Box<dyn Iterator<Item = String> + Send> = match &answer {
-            Answer::Long(n) => Box::new((0..*n).map(long_word)),
-            Answer::Parts(_) => {
-                let rendered = answer.render(replies);
-                let toks: Vec<String> = split_tokens(&rendered)
-                    .into_iter()
-                    .map(str::to_owned)
-                    .collect();
-                Box::new(toks.into_iter())
-            }
-        };
         let pace = match self.fault {
             Some(Fault::SlowDrip) => fault::SLOW_DRIP_PACE,
             _ => pace,
         };
-        let mut tokens = tokens.peekable();
-        while let Some(tok) = tokens.next() {
-            if index > 0 {
+        // `#long=N` words are written into one reusable string; other answers are split once.
+        let rendered = match &answer {
+            Answer::Long(_) => String::new(),
+            Answer::Parts(_) => answer.render(replies),
+        };
+        let parts = match &answer {
+            Answer::Long(_) => Vec::new(),
+            Answer::Parts(_) => split_tokens(&rendered),
+        };
+        let total = match &answer {
+            Answer::Long(n) => *n,
+            Answer::Parts(_) => parts.len() as u64,
+        };
+        // At zero pace tokens go to the writer in batches; with a pace each is sent on its own, at
+        // its time. A stop is noticed between batches, and the writer's queue is bounded anyway.
+        let batch_len = if pace.is_zero() { TOKEN_BATCH } else { 1 };
+        let turn_id = serde_json::to_string(&self.turn_id).unwrap_or_default();
+        let mut content = String::new();
+        let mut word = String::new();
+        let mut batch: Vec<String> = Vec::with_capacity(batch_len);
+        let mut index = 0u64;
+        for i in 0..total {
+            let tok = match &answer {
+                Answer::Long(_) => {
+                    word.clear();
+                    push_long_word(&mut word, i);
+                    word.as_str()
+                }
+                Answer::Parts(_) => parts[i as usize],
+            };
+            if index > 0 && !pace.is_zero() {
                 self.pause(pace).await?;
             }
             if let Some(f) = self.fault {
+                // Faults act at an exact point of the stream: everything before it goes out first.
+                self.emit_frames(&mut batch).await?;
                 self.stream_fault(f, index).await?;
-                if f == Fault::TokensMismatch && tokens.peek().is_none() {
+                if f == Fault::TokensMismatch && i + 1 == total {
                     // The last token is lost on the way, but the answer still has it.
-                    content.push_str(&tok);
+                    content.push_str(tok);
                     break;
                 }
             }
-            self.emit(json!({"type": "token", "index": index, "content": tok}))
-                .await?;
-            content.push_str(&tok);
+            batch.push(token_frame(&turn_id, index, tok));
+            content.push_str(tok);
             index += 1;
+            if batch.len() >= batch_len {
+                self.emit_frames(&mut batch).await?;
+            }
         }
+        self.emit_frames(&mut batch).await?;
         Ok(Outcome::Final {
             content,
             token_count: index,
         })
     }
+}
+
+/// Token frames per writer message at zero pace.
+const TOKEN_BATCH: usize = 64;
+
+/// The `i`-th word of a `#long` answer (as [`crate::model::long_word`]), appended without a
+/// temporary string.
+fn push_long_word(out: &mut String, i: u64) {
+    if i > 0 {
+        out.push(' ');
+    }
+    out.push('w');
+    push_u64(out, i);
+}
+
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        out.push(d as char);
+    }
+}
+
+/// Appends `s` as a JSON string, escaped exactly as `serde_json` escapes it.
+fn push_json_str(out: &mut String, s: &str) {
+    if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(&serde_json::to_string(s).unwrap_or_default());
+    } else {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    }
+}
+
+/// A `token` event serialized directly, byte for byte what serializing
+/// `{"type":"token","index":..,"content":..,"turn_id":..}` as a `Value` gives (keys in `serde_json`'s
+/// sorted order), without building the `Value`: the per-token cost of a long stream.
+/// `turn_id` is already a JSON string.
+fn token_frame(turn_id: &str, index: u64, content: &str) -> String {
+    let mut f = String::with_capacity(56 + turn_id.len() + content.len());
+    f.push_str("{\"content\":");
+    push_json_str(&mut f, content);
+    f.push_str(",\"index\":");
+    push_u64(&mut f, index);
+    f.push_str(",\"turn_id\":");
+    f.push_str(turn_id);
+    f.push_str(",\"type\":\"token\"}");
+    f
 }
 
 impl TurnCtx {
@@ -349,4 +438,43 @@ pub async fn run_turn(mut ctx: TurnCtx, script: Script) {
     }
     lock(&ctx.pending).take();
     *slot = None;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::long_word;
+
+    #[test]
+    fn token_frames_are_what_serde_json_writes() {
+        let turn_id = "t-1\"x";
+        let tid = serde_json::to_string(turn_id).unwrap();
+        for (i, content) in [
+            "w0",
+            " w1",
+            "",
+            "quote \" and \\ backslash",
+            "tab\tnew\nline\u{1}\u{7f}",
+            " é 漢字 😀",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let index = [0, 7, 10, 12345, u64::MAX, 1_000_000][i];
+            let want =
+                json!({"type": "token", "index": index, "content": content, "turn_id": turn_id})
+                    .to_string();
+            assert_eq!(token_frame(&tid, index, content), want);
+        }
+    }
+
+    #[test]
+    fn long_words_are_written_in_place() {
+        for i in [0, 1, 9, 10, 99, 100, 123_456, u64::MAX] {
+            let mut w = String::from("junk");
+            w.clear();
+            push_long_word(&mut w, i);
+            assert_eq!(w, long_word(i));
+        }
+    }
 }

@@ -205,6 +205,82 @@ async fn dev_token_endpoint_mints_working_tokens() {
     assert_eq!(r.status(), 400);
 }
 
+/// R1 under load: while broadcasts keep coming, every new socket still gets `connected` first. (The
+/// socket once joined the broadcast registry before queueing `connected`, so a broadcast could
+/// overtake it: this test failed in two runs of three with that order; it cannot prove the absence
+/// of the race, only make it likely to show.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connected_comes_before_any_broadcast() {
+    const SOCKETS: usize = 800;
+    const CONNECTORS: usize = 8;
+    let srv = std::sync::Arc::new(default_server().await);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hammers: Vec<_> = (0..2)
+        .map(|_| {
+            let (http, url, token, stop) = (
+                srv.http.clone(),
+                srv.url("/api/v1/admin/broadcast"),
+                srv.admin_token("root"),
+                stop.clone(),
+            );
+            tokio::spawn(async move {
+                let mut sent = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = http
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .json(&json!({"content": "x"}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 200);
+                    sent += 1;
+                }
+                sent
+            })
+        })
+        .collect();
+    let connectors: Vec<_> = (0..CONNECTORS)
+        .map(|_| {
+            let srv = srv.clone();
+            tokio::spawn(async move {
+                let mut early = Vec::new();
+                for _ in 0..SOCKETS / CONNECTORS {
+                    let session = srv.create_session("alice").await;
+                    let mut c = srv
+                        .connect_query(&session, &format!("token={}", srv.token("alice")))
+                        .await;
+                    let first = c.next_event().await;
+                    if first["type"] != "connected" {
+                        early.push(first);
+                    }
+                    c.close().await;
+                }
+                early
+            })
+        })
+        .collect();
+    let mut early = Vec::new();
+    for c in connectors {
+        early.extend(tokio::time::timeout(WAIT, c).await.unwrap().unwrap());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut sent = 0;
+    for h in hammers {
+        sent += tokio::time::timeout(WAIT, h).await.unwrap().unwrap();
+    }
+    assert!(
+        sent > 0,
+        "no broadcast was sent while the sockets connected"
+    );
+    assert!(
+        early.is_empty(),
+        "{} of {SOCKETS} sockets got another event before `connected` ({sent} broadcasts): {:?}",
+        early.len(),
+        &early[..early.len().min(3)]
+    );
+}
+
 #[tokio::test]
 async fn broadcast_reaches_every_authenticated_socket() {
     let srv = default_server().await;
@@ -315,7 +391,11 @@ async fn an_upgrade_finished_during_shutdown_is_refused_with_503() {
     let srv = default_server().await;
     let (session, mut a) = srv.new_chat("alice").await;
     // The request line and the first headers are on the wire; the blank line ending the head is not.
-    let addr = srv.handle.http_url().trim_start_matches("http://").to_owned();
+    let addr = srv
+        .handle
+        .http_url()
+        .trim_start_matches("http://")
+        .to_owned();
     let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let head = format!(
         "GET /api/v1/chat/ws/{session} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
