@@ -1,15 +1,16 @@
 //! Benchmarks of the harness (not run in CI; see docs/PERFORMANCE.md for the commands and figures).
 //!
 //! `cargo bench --bench wsbench -- stream [--events N]`
-//!   One connection, `#long=N` at zero pacing. Four readers of the same stream:
+//!   One connection, `#long=N` at zero pacing. Readers of the same stream:
 //!   the harness (runner, every event schema-validated and rule-checked) and a minimal raw
 //!   tokio-tungstenite client (the ceiling), each against the reference server and against a trivial
 //!   raw server that replays the reference server's frames pre-serialized (separating server cost
-//!   from harness cost).
+//!   from harness cost). The reference server runs twice: in the bench's runtime (as the harness
+//!   embeds it) and on a thread and runtime of its own (`own runtime`, as a separate process).
 //!
-//! `cargo bench --bench wsbench -- sessions [--workers W] [--sessions S] [--messages M]`
-//!   Sessions of connect + M message round trips (send `message`, wait for `final_answer`) + close,
-//!   W workers; sessions/s and latency percentiles, raw client and harness runner.
+//! `cargo bench --bench wsbench -- sessions [--workers W] [--sessions S] [--messages M] [--only raw|harness]`
+//!   Sessions of connect + `connected` + M JSON `ping`/`pong` round trips + close,
+//!   W workers; sessions/s and latency percentiles, raw client and harness runner (`--only`: one of them).
 //!
 //! `cargo bench --bench wsbench -- capacity [--conns N]`
 //!   RSS of the reference server per idle connection (server in this process, the idle clients in a
@@ -122,11 +123,70 @@ async fn new_session(
     server: &reference_server::ServerHandle,
     user: &str,
 ) -> Result<(String, String), BoxError> {
+    let at = ServerAt {
+        ws_url: server.ws_url(),
+        http_url: server.http_url(),
+        secret: server.jwt_secret().to_owned(),
+    };
+    new_session_at(&at, user).await
+}
+
+/// Where a reference server listens and the secret its tokens are signed with.
+#[derive(Clone)]
+struct ServerAt {
+    ws_url: String,
+    http_url: String,
+    secret: String,
+}
+
+/// The reference server on a thread and runtime of its own (as a separate process would run it):
+/// its tasks are not scheduled among the harness's, so a figure is not an artefact of sharing one
+/// scheduler. Stops when the returned sender is dropped or sent to.
+fn start_server_own_runtime() -> Result<(ServerAt, tokio::sync::oneshot::Sender<()>), BoxError> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<ServerAt, String>>();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = ready_tx.send(Err(format!("server runtime: {e}")));
+                return;
+            }
+        };
+        rt.block_on(async move {
+            match start_server(64).await {
+                Ok(h) => {
+                    let at = ServerAt {
+                        ws_url: h.ws_url(),
+                        http_url: h.http_url(),
+                        secret: h.jwt_secret().to_owned(),
+                    };
+                    let _ = ready_tx.send(Ok(at));
+                    let _ = stop_rx.await;
+                    h.shutdown().await;
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                }
+            }
+        });
+    });
+    let at = ready_rx
+        .recv_timeout(Duration::from_secs(30))
+        .map_err(|_| "the server thread did not start within 30 s")??;
+    Ok((at, stop_tx))
+}
+
+/// [`new_session`] for a server known by its address.
+async fn new_session_at(server: &ServerAt, user: &str) -> Result<(String, String), BoxError> {
     let token =
-        reference_server::mint_token(server.jwt_secret(), user, false, Duration::from_secs(3600));
+        reference_server::mint_token(&server.secret, user, false, Duration::from_secs(3600));
     let http = reqwest::Client::new();
     let v: serde_json::Value = http
-        .post(format!("{}/api/v1/sessions", server.http_url()))
+        .post(format!("{}/api/v1/sessions", server.http_url))
         .bearer_auth(&token)
         .json(&serde_json::json!({}))
         .timeout(Duration::from_secs(10))
@@ -136,7 +196,7 @@ async fn new_session(
         .json()
         .await?;
     let id = v["session_id"].as_str().ok_or("no session_id")?.to_owned();
-    Ok((format!("{}/api/v1/chat/ws/{id}", server.ws_url()), token))
+    Ok((format!("{}/api/v1/chat/ws/{id}", server.ws_url), token))
 }
 
 type RawWs =
@@ -314,6 +374,50 @@ steps:
     Ok((n + 3, secs))
 }
 
+/// The harness reading one `#long=N` turn from a reference server it did not start (`ws_url` is the
+/// session's socket, `token` its owner's): (events, seconds from the send step to the end of the
+/// expect step).
+async fn harness_stream_at(
+    suite: &Suite,
+    ws_url: &str,
+    token: &str,
+    n: u64,
+) -> Result<(u64, f64), BoxError> {
+    let (target, path) = ws_url
+        .split_once("/api/")
+        .map(|(t, p)| (t.to_owned(), format!("/api/{p}")))
+        .ok_or("not a session url")?;
+    let yaml = format!(
+        r##"name: bench-stream-at
+steps:
+  - connect: {{ path: "{path}", headers: {{ Authorization: "Bearer {token}" }} }}
+  - expect: {{ match: {{ type: connected }} }}
+  - send: {{ json: {{ type: message, content: "#long={n}" }} }}
+  - expect: {{ match: {{ type: final_answer }}, timeout: 300s }}
+"##
+    );
+    let sc = load_scenario_str(
+        Path::new("bench-stream-at.yaml"),
+        &yaml,
+        &suite.config,
+        &LoadOptions::default(),
+    )
+    .map_err(|e| format!("bench scenario: {e}"))?;
+    let opts = RunOptions {
+        target: Some(target),
+        ..Default::default()
+    };
+    let prepared = Prepared::new(suite, &opts, reference_server::Config::default()).await?;
+    let r = tokio::time::timeout(RUN_TIMEOUT, prepared.run_scenario(&sc))
+        .await
+        .map_err(|_| "harness stream timed out")?;
+    prepared.shutdown().await;
+    check_passed(&r)?;
+    let k = r.steps.len();
+    let secs = (r.steps[k - 2].duration + r.steps[k - 1].duration).as_secs_f64();
+    Ok((n + 3, secs))
+}
+
 fn check_passed(r: &ScenarioResult) -> Result<(), BoxError> {
     if r.status != Status::Passed {
         return Err(format!(
@@ -364,6 +468,8 @@ async fn stream(args: &[String]) -> Result<(), BoxError> {
     raw_read_turn(&mut ws, false, Some(&mut frames)).await?;
     let _ = ws.close(None).await;
     let blast = blast_server(Arc::new(frames)).await?;
+    // The same server code on a thread and runtime of its own.
+    let (own, _stop_own) = start_server_own_runtime()?;
 
     let mut best: BTreeMap<&str, f64> = BTreeMap::new();
     let mut keep = |k: &'static str, v: f64| {
@@ -388,6 +494,14 @@ async fn stream(args: &[String]) -> Result<(), BoxError> {
                 line("raw client (serde_json parse), reference server", e, s),
             );
         }
+        if wanted("raw client, reference server, own runtime") {
+            let (url, token) = new_session_at(&own, "bench-raw").await?;
+            let (e, s) = raw_stream(&url, Some(&token), n, false).await?;
+            keep(
+                "raw client, reference server, own runtime",
+                line("raw client (no parse), reference server own runtime", e, s),
+            );
+        }
         if wanted("raw client, replay server") {
             let (e, s) = raw_stream(&format!("{blast}/bench"), None, n, false).await?;
             keep(
@@ -407,6 +521,14 @@ async fn stream(args: &[String]) -> Result<(), BoxError> {
             keep(
                 "harness, reference server",
                 line("harness (all checks), embedded reference server", e, s),
+            );
+        }
+        if wanted("harness, reference server, own runtime") {
+            let (url, token) = new_session_at(&own, "bench-harness").await?;
+            let (e, s) = harness_stream_at(&suite, &url, &token, n).await?;
+            keep(
+                "harness, reference server, own runtime",
+                line("harness (all checks), reference server own runtime", e, s),
             );
         }
         if wanted("harness, replay server") {
@@ -433,10 +555,11 @@ async fn stream(args: &[String]) -> Result<(), BoxError> {
         _ => f64::NAN,
     };
     println!(
-        "harness / raw+parse (replay server): {:.2}; harness / raw (replay): {:.2}; harness on reference / on replay: {:.2}",
+        "harness / raw+parse (replay server): {:.2}; harness / raw (replay): {:.2}; harness on reference / on replay: {:.2}; on reference own runtime / on replay: {:.2}",
         ratio("harness, replay server", "raw+parse, replay server"),
         ratio("harness, replay server", "raw client, replay server"),
         ratio("harness, reference server", "harness, replay server"),
+        ratio("harness, reference server, own runtime", "harness, replay server"),
     );
     server.shutdown().await;
     Ok(())
@@ -511,6 +634,8 @@ async fn sessions(args: &[String]) -> Result<(), BoxError> {
     let workers: usize = arg(args, "--workers", 64);
     let total: usize = arg(args, "--sessions", 5000);
     let messages: usize = arg(args, "--messages", 10);
+    // `--only raw` or `--only harness`: one of the two clients (profiling one side).
+    let only: String = arg(args, "--only", String::new());
     // `--ws-url URL --token T`: an external server (e.g. `wschat-check serve`, as Artillery uses).
     let external: Option<(String, String)> = {
         let u: String = arg(args, "--ws-url", String::new());
@@ -541,7 +666,11 @@ async fn sessions(args: &[String]) -> Result<(), BoxError> {
         .unwrap_or_default()
         .to_owned();
     let urls = Arc::new(urls);
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(if only == "harness" {
+        total
+    } else {
+        0
+    }));
     let t0 = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for w in 0..workers {
@@ -580,7 +709,15 @@ async fn sessions(args: &[String]) -> Result<(), BoxError> {
         return Err("sessions bench timed out".into());
     }
     let secs = t0.elapsed().as_secs_f64();
-    print_hist("raw tokio-tungstenite client", h.len(), secs, &h, errors);
+    if only != "harness" {
+        print_hist("raw tokio-tungstenite client", h.len(), secs, &h, errors);
+    }
+    if only == "raw" {
+        if let Some(s) = server {
+            s.shutdown().await;
+        }
+        return Ok(());
+    }
 
     // The harness: the same flow as a scenario through load mode's executor, checks on.
     let suite = bundled_suite()?;
@@ -597,8 +734,10 @@ async fn sessions(args: &[String]) -> Result<(), BoxError> {
         target: Some(target),
         ..Default::default()
     };
-    let prepared =
-        Arc::new(Prepared::new(&suite, &opts, reference_server::Config::default()).await?);
+    let mut prepared = Prepared::new(&suite, &opts, reference_server::Config::default()).await?;
+    // As `wschat-check load` runs sessions: passed sessions' transcripts are only counted.
+    prepared.set_transcript_json(false);
+    let prepared = Arc::new(prepared);
     let mut scenarios = Vec::new();
     for (url, token) in urls.iter() {
         let sid = url.rsplit('/').next().unwrap_or_default();

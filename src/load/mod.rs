@@ -255,6 +255,7 @@ pub async fn run_load(
     };
     let mut prepared = Prepared::new(suite, &opts, embedded).await?;
     prepared.set_schema_sample(a.schema_sample);
+    prepared.set_transcript_json(false);
     let prepared = Arc::new(prepared);
     let scenario = Arc::new(scenario);
 

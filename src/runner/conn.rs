@@ -269,6 +269,13 @@ impl Conn {
         let seq = self.next_seq;
         rec.seq = seq;
         self.next_seq += 1;
+        if self.frames.len() == self.frames.capacity() {
+            // Grow by half rather than doubling: an entry is ~110 bytes and a session in load mode
+            // holds its whole transcript, so doubling left a third of the slots empty on average
+            // (~2 KiB of a 40-frame turn). Still amortized O(1).
+            let extra = (self.frames.len() / 2).max(4);
+            self.frames.reserve_exact(extra);
+        }
         self.frames.push_back(rec);
         if self.frames.len() > MAX_FRAMES {
             self.frames.pop_front();
@@ -283,6 +290,26 @@ impl Conn {
     pub fn frame(&self, seq: u64) -> Option<&FrameRecord> {
         seq.checked_sub(self.base_seq)
             .and_then(|i| self.frames.get(i as usize))
+    }
+
+    /// Drops the parsed JSON of received frame `seq`, which no step will examine again: an
+    /// `expect` or `collect` looked at it and moved past (a wait that fails ends the scenario, one
+    /// that succeeds moves the cursor past it). The parsed `Value` is by far the largest part of an
+    /// entry (a `serde_json` map allocates a B-tree node of ~600 bytes even for 4 keys, against
+    /// ~100 bytes of text for a token event), and a session in load mode holds its whole turn, so
+    /// this halves what a concurrent session costs. The text stays; [`Conn::into_transcript`]
+    /// parses it again for the reports. A frame whose text was truncated keeps its `Value`, the
+    /// only complete copy.
+    pub fn release_json(&mut self, seq: u64) {
+        let Some(f) = seq
+            .checked_sub(self.base_seq)
+            .and_then(|i| self.frames.get_mut(i as usize))
+        else {
+            return;
+        };
+        if f.dir == Direction::Received && f.kind == FrameKind::Text && f.len <= MAX_TEXT {
+            f.json = None;
+        }
     }
 
     /// The next visible event (received JSON, not ignored) at or after `from`.
@@ -673,11 +700,28 @@ impl Conn {
             .collect()
     }
 
-    pub fn into_transcript(self) -> Transcript {
+    /// The transcript for the result; `restore_json`: parse the text of frames whose `Value` was
+    /// released again (what the reports show; load mode skips it for passed sessions).
+    pub fn into_transcript(self, restore_json: bool) -> Transcript {
+        let mut frames: Vec<FrameRecord> = self.frames.into();
+        // A received text entry without JSON and without a note had its `Value` released
+        // (`release_json`): its text is complete and parsed before, so it parses again to the same
+        // `Value`. (A text that is not JSON carries a `not JSON` note.)
+        let released = |f: &FrameRecord| {
+            f.dir == Direction::Received
+                && f.kind == FrameKind::Text
+                && f.json.is_none()
+                && f.note.is_none()
+        };
+        if restore_json {
+            for f in frames.iter_mut().filter(|f| released(f)) {
+                f.json = f.text.as_deref().and_then(|t| serde_json::from_str(t).ok());
+            }
+        }
         Transcript {
             conn: self.name,
             url: self.url,
-            frames: self.frames.into(),
+            frames,
             dropped: self.dropped,
         }
     }
@@ -808,6 +852,79 @@ mod tests {
             ms(5),
         );
         assert_eq!(t.turn, None);
+    }
+
+    /// Released `Value`s come back in the transcript the reports get, parsed from the kept text;
+    /// a frame whose text was truncated keeps its `Value`. Real sockets on 127.0.0.1.
+    #[tokio::test]
+    async fn released_json_is_restored_in_the_transcript() {
+        use futures_util::SinkExt;
+        use tokio::net::TcpListener;
+
+        let big = format!(
+            r#"{{"type":"token","text":"{}"}}"#,
+            "x".repeat(MAX_TEXT + 10)
+        );
+        let sent = vec![
+            r#"{"type":"connected","n":1.5e3,"s":"é\u00e9"}"#.to_owned(),
+            "{not json".to_owned(),
+            big.clone(),
+        ];
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let frames = sent.clone();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            for f in frames {
+                ws.send(Message::text(f)).await.unwrap();
+            }
+            let _ = done_rx.await;
+        });
+        let checks = Checks {
+            schemas: Arc::new(SchemaRegistry::embedded("type").unwrap()),
+            rules: Arc::new(RuleSet::default()),
+            discriminator: "/type".into(),
+            ignore: HashSet::new(),
+            start: Instant::now(),
+            schema_sample: 1,
+        };
+        let req = crate::transport::ws::ConnectRequest {
+            url: format!("ws://{addr}/"),
+            headers: Vec::new(),
+            subprotocols: Vec::new(),
+            timeout: Duration::from_secs(10),
+            max_frame_bytes: 1 << 20,
+            tls: None,
+        };
+        let ws = crate::transport::ws::connect(&req).await.unwrap();
+        let mut conn = Conn::new("main".into(), req.url.clone(), ws, &checks, Instant::now());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        // The handshake entry, then the three frames.
+        while conn.next_seq() < 4 {
+            assert_eq!(
+                conn.pump(deadline, &checks).await,
+                Pump::Got,
+                "frames in time"
+            );
+        }
+        for seq in 0..4 {
+            conn.release_json(seq);
+        }
+        assert!(conn.frame(1).unwrap().json.is_none(), "released");
+        assert!(
+            conn.frame(3).unwrap().json.is_some(),
+            "truncated text: kept"
+        );
+        let t = conn.into_transcript(true);
+        let want: Value = serde_json::from_str(&sent[0]).unwrap();
+        assert_eq!(t.frames[1].json.as_ref(), Some(&want));
+        assert_eq!(t.frames[2].json, None, "not JSON stays without JSON");
+        assert!(t.frames[2].note.as_deref().unwrap().starts_with("not JSON"));
+        let big_v: Value = serde_json::from_str(&big).unwrap();
+        assert_eq!(t.frames[3].json.as_ref(), Some(&big_v));
+        let _ = done_tx.send(());
     }
 
     /// A flood keeps the reader's channel always ready; a wait past its deadline must still end

@@ -208,9 +208,10 @@ pub(crate) async fn run_scenario(shared: Arc<RunShared>, sc: &Scenario) -> Scena
     }
     let mut conns = std::mem::take(&mut ex.retired);
     conns.append(&mut ex.conns);
+    let restore_json = shared.transcript_json || !result.failures.is_empty();
     for conn in conns {
         result.timings.push(conn.timing.report(&conn.name));
-        result.transcripts.push(conn.into_transcript());
+        result.transcripts.push(conn.into_transcript(restore_json));
     }
     result.http = std::mem::take(&mut ex.http_log);
     if !result.failures.is_empty() {
@@ -357,16 +358,20 @@ impl Exec {
     }
 
     async fn step(&mut self, step: &Step) -> StepResultT {
+        // Each step's future is boxed: inline, the scenario's future would be as large as the
+        // largest step (the `http` step holds reqwest's request future) for its whole life, ~8 KiB
+        // per session in load mode. Boxed, a session holds only the running step's state; one
+        // allocation per step is nothing next to the step's own I/O.
         let r = match &step.kind {
-            StepKind::Http(s) => self.http(s).await.map_err(one),
-            StepKind::Connect(s) => self.connect(s).await.map_err(one),
-            StepKind::Send(s) => self.send(s).await,
-            StepKind::Expect(s) => self.expect(s).await,
-            StepKind::ExpectPong(s) => self.expect_pong(s).await,
-            StepKind::Collect(s) => self.collect(s).await,
-            StepKind::ExpectNone(s) => self.expect_none(s).await,
-            StepKind::ExpectClose(s) => self.expect_close(s).await,
-            StepKind::Close(s) => self.close(s).await,
+            StepKind::Http(s) => Box::pin(self.http(s)).await.map_err(one),
+            StepKind::Connect(s) => Box::pin(self.connect(s)).await.map_err(one),
+            StepKind::Send(s) => Box::pin(self.send(s)).await,
+            StepKind::Expect(s) => Box::pin(self.expect(s)).await,
+            StepKind::ExpectPong(s) => Box::pin(self.expect_pong(s)).await,
+            StepKind::Collect(s) => Box::pin(self.collect(s)).await,
+            StepKind::ExpectNone(s) => Box::pin(self.expect_none(s)).await,
+            StepKind::ExpectClose(s) => Box::pin(self.expect_close(s)).await,
+            StepKind::Close(s) => Box::pin(self.close(s)).await,
             StepKind::Sleep(d) => {
                 tokio::time::sleep(*d).await;
                 Ok(())
@@ -591,8 +596,12 @@ impl Exec {
         if let Some(pos) = self.conns.iter().position(|c| c.name == s.conn) {
             let mut old = self.conns.remove(pos);
             old.close_quietly(&self.checks).await;
+            self.retired.reserve_exact(1);
             self.retired.push(old);
         }
+        // A `Conn` is large (~800 bytes) and a Vec's first growth makes room for four: most
+        // scenarios open one connection, and in load mode the three spare slots cost ~2.4 KiB a session.
+        self.conns.reserve_exact(1);
         self.conns.push(conn);
         if let Some(expected) = &s.expect_subprotocol {
             let conn = self.conns.last().expect("just pushed");
@@ -775,7 +784,13 @@ impl Exec {
             let matched = same_type && m.matches(ev);
             if matched {
                 let ev = ev.clone();
-                self.conns[i].cursor = seq + 1;
+                let conn = &mut self.conns[i];
+                conn.cursor = seq + 1;
+                // Behind the cursor now: no later step reads these `Value`s (see `release_json`).
+                conn.release_json(seq);
+                if let Some((c, _)) = candidate {
+                    conn.release_json(c);
+                }
                 return self
                     .apply_captures(&s.capture, &ev, "the matched event")
                     .map_err(one);
@@ -803,8 +818,14 @@ impl Exec {
                 self.conns[i].cursor = seq + 1;
                 return Err(one(f));
             }
+            // Examined and skipped: only the candidate's `Value` is read again (for the failure).
             if same_type || candidate.is_none_or(|(_, typed)| !typed) {
+                if let Some((c, _)) = candidate {
+                    self.conns[i].release_json(c);
+                }
                 candidate = Some((seq, same_type && wanted_type.is_some()));
+            } else {
+                self.conns[i].release_json(seq);
             }
         }
     }
@@ -895,6 +916,8 @@ impl Exec {
             if until.matches(ev) {
                 break seq;
             }
+            // Collected: the state holds what the assertions need; the `Value` is not read again.
+            self.conns[i].release_json(seq);
         };
         self.conns[i].cursor = until_seq + 1;
         let conn_name = self.conns[i].name.clone();

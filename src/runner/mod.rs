@@ -35,7 +35,7 @@ pub struct RunOptions {
     pub target: Option<String>,
     /// `--var name=value`.
     pub vars: BTreeMap<String, String>,
-    /// Scenarios run at once; 0 means the number of cores.
+    /// Scenarios run at once; 0 means [`DEFAULT_JOBS`].
     pub jobs: usize,
     /// `--timeout`: overrides the suite's default `expect` timeout.
     pub expect_timeout: Option<Duration>,
@@ -68,6 +68,12 @@ impl FailFast {
         r.status == Status::Failed && r.level <= self.level && !self.tolerated.contains(&r.name)
     }
 }
+
+/// Scenarios run at once when `--jobs` is not given. Scenarios spend their time waiting on the
+/// network and on protocol deadlines (the bundled suite needs ~0.15 s of CPU in all), so the core
+/// count would leave the machine idle; 16 keeps the bundled suite's wall time near its longest
+/// scenario while staying a modest number of concurrent sessions for a real deployment.
+pub const DEFAULT_JOBS: usize = 16;
 
 /// The tag that marks scenarios for a live deployment.
 pub const LIVE_TAG: &str = "live";
@@ -112,6 +118,9 @@ pub(crate) struct RunShared {
     /// Validate one received event in this many against its schema (1: every event; load mode's
     /// `--schema-sample`).
     pub schema_sample: u32,
+    /// Whether passed scenarios' transcripts get back the parsed JSON of their received frames
+    /// (`Conn::into_transcript`); load mode only counts their frames.
+    pub transcript_json: bool,
 }
 
 /// Loads the schema registry a suite names (its folder, else the built-in schemas).
@@ -178,7 +187,8 @@ pub struct Prepared {
 impl Prepared {
     /// Resolves the target and loads schemas and rules. Without a target the embedded reference server
     /// starts with `embedded` (its `jwt_secret` is replaced by a random one; token pacing is left as
-    /// given: [`run`] uses zero pacing).
+    /// given: [`run`] uses zero pacing), then the suite's `embedded.server` settings when the loader
+    /// applied the suite's `embedded:` section ([`crate::scenario::load_suite_for_run`]).
     pub async fn new(
         suite: &Suite,
         opts: &RunOptions,
@@ -238,6 +248,14 @@ impl Prepared {
                     .clone()
                     .filter(|s| !s.is_empty())
                     .unwrap_or_else(resolver::random_secret);
+                // The suite's `embedded.server` settings (short protocol deadlines for a fast
+                // suite) go with its `embedded.vars`, which the loader applied only if it knew
+                // this run would use the embedded server; otherwise both stay as they are.
+                let embedded = if config.embedded.applied {
+                    config.embedded.server.apply(embedded)
+                } else {
+                    embedded
+                };
                 let handle = reference_server::start(reference_server::Config {
                     jwt_secret: secret.clone(),
                     ..embedded
@@ -281,6 +299,7 @@ impl Prepared {
             ws_tls: tls,
             expect_timeout,
             schema_sample: 1,
+            transcript_json: true,
         });
         Ok(Prepared {
             shared,
@@ -294,6 +313,15 @@ impl Prepared {
     pub fn set_schema_sample(&mut self, n: u32) {
         if let Some(shared) = Arc::get_mut(&mut self.shared) {
             shared.schema_sample = n.max(1);
+        }
+    }
+
+    /// Leaves out the parsed JSON of received frames in the transcripts of passed scenarios (their
+    /// text stays): for load mode, which only counts their frames, so that re-parsing thousands of
+    /// finished turns costs neither CPU nor a burst of memory. Call before the first scenario runs.
+    pub fn set_transcript_json(&mut self, on: bool) {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.transcript_json = on;
         }
     }
 
@@ -334,14 +362,14 @@ pub async fn run(
     .await?;
     let shared = prepared.shared.clone();
     let target_label = prepared.target_label.clone();
+    let total = suite.scenarios.len();
+    // More permits than scenarios change nothing; the header and reports show what really runs at once.
     let jobs = if opts.jobs == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
+        DEFAULT_JOBS
     } else {
         opts.jobs
-    };
-    let total = suite.scenarios.len();
+    }
+    .min(total.max(1));
     let _ = events.send(RunEvent::RunStarted(RunInfo {
         target: target_label,
         total,
