@@ -737,6 +737,7 @@ async fn sessions(args: &[String]) -> Result<(), BoxError> {
     let mut prepared = Prepared::new(&suite, &opts, reference_server::Config::default()).await?;
     // As `wschat-check load` runs sessions: passed sessions' transcripts are only counted.
     prepared.set_transcript_json(false);
+    prepared.set_read_buffer(wschat_check::transport::ws::READ_BUFFER_MANY);
     let prepared = Arc::new(prepared);
     let mut scenarios = Vec::new();
     for (url, token) in urls.iter() {

@@ -256,6 +256,8 @@ pub async fn run_load(
     let mut prepared = Prepared::new(suite, &opts, embedded).await?;
     prepared.set_schema_sample(a.schema_sample);
     prepared.set_transcript_json(false);
+    // Thousands of connections at once: memory per connection matters, not one stream's speed.
+    prepared.set_read_buffer(crate::transport::ws::READ_BUFFER_MANY);
     let prepared = Arc::new(prepared);
     let scenario = Arc::new(scenario);
 

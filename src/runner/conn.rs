@@ -897,6 +897,7 @@ mod tests {
             timeout: Duration::from_secs(10),
             max_frame_bytes: 1 << 20,
             tls: None,
+            read_buffer: crate::transport::ws::READ_BUFFER,
         };
         let ws = crate::transport::ws::connect(&req).await.unwrap();
         let mut conn = Conn::new("main".into(), req.url.clone(), ws, &checks, Instant::now());
@@ -967,6 +968,7 @@ mod tests {
             timeout: Duration::from_secs(10),
             max_frame_bytes: 1 << 20,
             tls: None,
+            read_buffer: crate::transport::ws::READ_BUFFER,
         };
         let ws = crate::transport::ws::connect(&req).await.unwrap();
         let mut conn = Conn::new("main".into(), req.url.clone(), ws, &checks, Instant::now());

@@ -511,6 +511,7 @@ impl Exec {
             timeout: s.timeout.unwrap_or(self.shared.config.timeouts.connect),
             max_frame_bytes: self.shared.config.max_frame_bytes,
             tls: self.shared.ws_tls.clone(),
+            read_buffer: self.shared.read_buffer,
         };
         let shown = ws::redact_url(&url);
         let sent_at = Instant::now();

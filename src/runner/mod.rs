@@ -121,6 +121,8 @@ pub(crate) struct RunShared {
     /// Whether passed scenarios' transcripts get back the parsed JSON of their received frames
     /// (`Conn::into_transcript`); load mode only counts their frames.
     pub transcript_json: bool,
+    /// WebSocket read buffer per connection (`transport::ws::READ_BUFFER`, or `READ_BUFFER_MANY`).
+    pub read_buffer: usize,
 }
 
 /// Loads the schema registry a suite names (its folder, else the built-in schemas).
@@ -300,6 +302,7 @@ impl Prepared {
             expect_timeout,
             schema_sample: 1,
             transcript_json: true,
+            read_buffer: crate::transport::ws::READ_BUFFER,
         });
         Ok(Prepared {
             shared,
@@ -322,6 +325,14 @@ impl Prepared {
     pub fn set_transcript_json(&mut self, on: bool) {
         if let Some(shared) = Arc::get_mut(&mut self.shared) {
             shared.transcript_json = on;
+        }
+    }
+
+    /// The WebSocket read buffer of every connection (see `transport::ws::READ_BUFFER_MANY`). Call
+    /// before the first scenario runs.
+    pub fn set_read_buffer(&mut self, bytes: usize) {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.read_buffer = bytes;
         }
     }
 

@@ -42,6 +42,8 @@ pub struct ConnectRequest {
     pub max_frame_bytes: usize,
     /// A custom TLS config (`--ca-cert`, `--insecure`); `None`: the default roots.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Read buffer size ([`READ_BUFFER`], or [`READ_BUFFER_MANY`] for many sessions at once).
+    pub read_buffer: usize,
 }
 
 /// The upgrade response of an accepted connection.
@@ -214,11 +216,15 @@ fn describe_send_error(e: &WsError) -> String {
     }
 }
 
-/// tungstenite's read buffer per connection, allocated (and zero-filled) up front. Its default,
-/// 128 KiB, made 10,000 sessions in load mode cost ~1.6 GB. The buffer only bounds how much one
-/// read takes from the socket: a larger frame grows it to the frame's size (`reserve`), so a small
-/// buffer costs only syscalls on a fast stream, and 4 KiB still takes dozens of events per read.
-const READ_BUFFER: usize = 4 * 1024;
+/// tungstenite's read buffer per connection (`ConnectRequest::read_buffer`) for a `run`: it bounds
+/// how much one read takes from the socket (a larger frame grows it to the frame's size). On one
+/// zero-pace stream, 16 KiB gave ~7 % more validated events/s than 4 KiB (two bench binaries run
+/// alternately, 4 runs each: 448–490 k vs 382–473 k/s); tungstenite's default, 128 KiB, is no faster.
+pub const READ_BUFFER: usize = 16 * 1024;
+/// The read buffer for many concurrent sessions (load mode): the buffer stays allocated for the
+/// connection's life, and at 10,000 sessions 16 KiB each is most of the harness's memory, while
+/// per-connection throughput no longer matters (the CPU is shared by thousands of connections).
+pub const READ_BUFFER_MANY: usize = 4 * 1024;
 
 /// Largest HTTP response head accepted during the handshake.
 const MAX_HEAD: usize = 64 * 1024;
@@ -441,7 +447,7 @@ async fn connect_inner(
         }
     }
     let config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
+        .read_buffer_size(req.read_buffer)
         .max_frame_size(Some(req.max_frame_bytes))
         .max_message_size(Some(req.max_frame_bytes));
     let ws =
@@ -773,6 +779,7 @@ mod tests {
             timeout: Duration::from_secs(5),
             max_frame_bytes: 1024,
             tls: None,
+            read_buffer: READ_BUFFER,
         }
     }
 
