@@ -422,7 +422,15 @@ fn validate_list_and_token_commands() {
 
     // Extra claims: JSON values stay JSON, other text is a string; `sub`/`exp`/`iat` are refused.
     let out = cmd()
-        .args(["token", "--user", "alice", "--secret", "s", "--claim", "tenant=acme"])
+        .args([
+            "token",
+            "--user",
+            "alice",
+            "--secret",
+            "s",
+            "--claim",
+            "tenant=acme",
+        ])
         .args(["--claim", r#"scope=["chat","tools"]"#, "--claim", "tier=3"])
         .output()
         .unwrap();
@@ -442,11 +450,23 @@ fn validate_list_and_token_commands() {
     assert_eq!(claims["tier"], 3);
     assert!(claims.get("admin").is_none(), "{claims}");
     let out = cmd()
-        .args(["token", "--user", "alice", "--secret", "s", "--claim", "sub=mallory"])
+        .args([
+            "token",
+            "--user",
+            "alice",
+            "--secret",
+            "s",
+            "--claim",
+            "sub=mallory",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("--claim sub"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--claim sub"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
