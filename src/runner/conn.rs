@@ -20,8 +20,9 @@ use crate::transport::ws::{EndError, Incoming, WsConnection, WsEvent};
 /// Longest text kept per transcript entry.
 const MAX_TEXT: usize = 64 * 1024;
 /// Entries kept per transcript; older ones are dropped (and counted) to bound memory. A kept JSON
-/// entry costs about 600 bytes even when tiny (text + parsed map), and the reports currently hold
-/// several copies of each transcript: at 20,000 entries a frame flood stays well under 100 MB.
+/// entry costs about 600 bytes even when tiny (text + parsed map), and the reporters keep two copies
+/// of each transcript (the run collected for the report files, and the terminal's): at 20,000 entries
+/// a frame flood stays well under 100 MB.
 pub(crate) const MAX_FRAMES: usize = 20_000;
 /// Bound on writing one frame: a server that stops reading must not hang the run.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
