@@ -569,6 +569,28 @@ fn hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
 }
 
+/// Waits (bounded) for every worker and merges their latency histograms and error counts.
+async fn join_workers(
+    mut tasks: tokio::task::JoinSet<(Histogram<u64>, u64)>,
+    what: &str,
+) -> Result<(Histogram<u64>, u64), BoxError> {
+    let mut h = hist();
+    let mut errors = 0;
+    let done = tokio::time::timeout(RUN_TIMEOUT, async {
+        while let Some(r) = tasks.join_next().await {
+            if let Ok((wh, we)) = r {
+                h.add(&wh).expect("same bounds");
+                errors += we;
+            }
+        }
+    })
+    .await;
+    if done.is_err() {
+        return Err(format!("{what} timed out").into());
+    }
+    Ok((h, errors))
+}
+
 fn print_hist(name: &str, total: u64, secs: f64, h: &Histogram<u64>, errors: u64) -> f64 {
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     let rate = total as f64 / secs;
@@ -694,20 +716,7 @@ async fn sessions(args: &[String]) -> Result<(), BoxError> {
             (h, errors)
         });
     }
-    let mut h = hist();
-    let mut errors = 0;
-    let done = tokio::time::timeout(RUN_TIMEOUT, async {
-        while let Some(r) = tasks.join_next().await {
-            if let Ok((wh, we)) = r {
-                h.add(&wh).expect("same bounds");
-                errors += we;
-            }
-        }
-    })
-    .await;
-    if done.is_err() {
-        return Err("sessions bench timed out".into());
-    }
+    let (h, errors) = join_workers(tasks, "sessions bench").await?;
     let secs = t0.elapsed().as_secs_f64();
     if only != "harness" {
         print_hist("raw tokio-tungstenite client", h.len(), secs, &h, errors);
@@ -778,20 +787,7 @@ async fn sessions(args: &[String]) -> Result<(), BoxError> {
             (h, errors)
         });
     }
-    let mut h = hist();
-    let mut errors = 0;
-    let done = tokio::time::timeout(RUN_TIMEOUT, async {
-        while let Some(r) = tasks.join_next().await {
-            if let Ok((wh, we)) = r {
-                h.add(&wh).expect("same bounds");
-                errors += we;
-            }
-        }
-    })
-    .await;
-    if done.is_err() {
-        return Err("harness sessions bench timed out".into());
-    }
+    let (h, errors) = join_workers(tasks, "harness sessions bench").await?;
     let secs = t0.elapsed().as_secs_f64();
     print_hist("harness (all checks)", h.len(), secs, &h, errors);
     if let Some(s) = server {

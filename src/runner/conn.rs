@@ -814,6 +814,33 @@ pub(crate) fn render_frame(f: &FrameRecord) -> String {
 mod tests {
     use super::*;
 
+    /// The built-in schemas, no rules, every event validated.
+    fn test_checks() -> Checks {
+        Checks {
+            schemas: Arc::new(SchemaRegistry::embedded("type").unwrap()),
+            rules: Arc::new(RuleSet::default()),
+            discriminator: "/type".into(),
+            ignore: HashSet::new(),
+            start: Instant::now(),
+            schema_sample: 1,
+        }
+    }
+
+    /// A connection named `main` to the test server at `addr`.
+    async fn test_conn(addr: std::net::SocketAddr, checks: &Checks) -> Conn {
+        let req = crate::transport::ws::ConnectRequest {
+            url: format!("ws://{addr}/"),
+            headers: Vec::new(),
+            subprotocols: Vec::new(),
+            timeout: Duration::from_secs(10),
+            max_frame_bytes: 1 << 20,
+            tls: None,
+            read_buffer: crate::transport::ws::READ_BUFFER,
+        };
+        let ws = crate::transport::ws::connect(&req).await.unwrap();
+        Conn::new("main".into(), req.url.clone(), ws, checks, Instant::now())
+    }
+
     #[test]
     fn redacts_jwts() {
         let s = r#"{"type":"auth","token":"Bearer eyJhbGciOi.eyJzdWIi.sig-_x"}"#;
@@ -883,25 +910,8 @@ mod tests {
             }
             let _ = done_rx.await;
         });
-        let checks = Checks {
-            schemas: Arc::new(SchemaRegistry::embedded("type").unwrap()),
-            rules: Arc::new(RuleSet::default()),
-            discriminator: "/type".into(),
-            ignore: HashSet::new(),
-            start: Instant::now(),
-            schema_sample: 1,
-        };
-        let req = crate::transport::ws::ConnectRequest {
-            url: format!("ws://{addr}/"),
-            headers: Vec::new(),
-            subprotocols: Vec::new(),
-            timeout: Duration::from_secs(10),
-            max_frame_bytes: 1 << 20,
-            tls: None,
-            read_buffer: crate::transport::ws::READ_BUFFER,
-        };
-        let ws = crate::transport::ws::connect(&req).await.unwrap();
-        let mut conn = Conn::new("main".into(), req.url.clone(), ws, &checks, Instant::now());
+        let checks = test_checks();
+        let mut conn = test_conn(addr, &checks).await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         // The handshake entry, then the three frames.
         while conn.next_seq() < 4 {
@@ -952,27 +962,10 @@ mod tests {
             // Holds the connection open until the test is done.
             let _ = done_rx.await;
         });
-        let checks = Checks {
-            schemas: Arc::new(SchemaRegistry::embedded("type").unwrap()),
-            rules: Arc::new(RuleSet::default()),
-            discriminator: "/type".into(),
-            ignore: HashSet::new(),
-            start: Instant::now(),
-            schema_sample: 1,
-        };
+        let checks = test_checks();
         // Every frame arrives after this deadline.
         let deadline = tokio::time::Instant::now();
-        let req = crate::transport::ws::ConnectRequest {
-            url: format!("ws://{addr}/"),
-            headers: Vec::new(),
-            subprotocols: Vec::new(),
-            timeout: Duration::from_secs(10),
-            max_frame_bytes: 1 << 20,
-            tls: None,
-            read_buffer: crate::transport::ws::READ_BUFFER,
-        };
-        let ws = crate::transport::ws::connect(&req).await.unwrap();
-        let mut conn = Conn::new("main".into(), req.url.clone(), ws, &checks, Instant::now());
+        let mut conn = test_conn(addr, &checks).await;
         // Waits (bounded) until frames are queued, so the channel is ready when `pump` runs.
         tokio::time::timeout(Duration::from_secs(10), async {
             while conn.ws.rx.len() < 100 {
