@@ -313,20 +313,10 @@ fn push_long_word(out: &mut String, i: u64) {
     push_u64(out, i);
 }
 
-fn push_u64(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for &d in &digits[at..] {
-        out.push(d as char);
-    }
+fn push_u64(out: &mut String, n: u64) {
+    use std::fmt::Write as _;
+    // Writing into a String cannot fail.
+    let _ = write!(out, "{n}");
 }
 
 /// Appends `s` as a JSON string, escaped exactly as `serde_json` escapes it.
