@@ -8,8 +8,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
 use clap::Args;
 use serde_json::Value;
+
+use crate::codec::{self, Codecs, TextEvent};
 
 use crate::cli::{finish_reporters, OutputArgs, EXIT_ENV, EXIT_USAGE};
 use crate::record::transcript::{self, Dir, Expect, Kind, Record, TranscriptFile, Verdict};
@@ -69,6 +73,8 @@ pub struct OfflineSuite {
     pub rules: RuleSet,
     /// JSON pointer of the suite's discriminator.
     pub discriminator: String,
+    /// How each side's frames become events (the suite's `codec:`).
+    pub codec: Codecs,
     /// Where it came from, for the report.
     pub origin: String,
 }
@@ -81,6 +87,7 @@ pub fn load_offline_suite(dir: Option<&Path>) -> Result<OfflineSuite, String> {
             schemas,
             rules: RuleSet::default(),
             discriminator: "/type".into(),
+            codec: Codecs::default(),
             origin: "built-in schemas".into(),
         });
     };
@@ -97,6 +104,7 @@ pub fn load_offline_suite(dir: Option<&Path>) -> Result<OfflineSuite, String> {
         schemas,
         rules,
         discriminator: suite.config.discriminator.clone(),
+        codec: suite.config.codec,
         origin: dir.display().to_string(),
     })
 }
@@ -125,29 +133,53 @@ pub fn check_transcript(t: &TranscriptFile, suite: &OfflineSuite) -> Checked {
             last.push(r.seq);
             match (r.dir, r.kind) {
                 (_, Kind::Close | Kind::End) => closed = true,
-                (Dir::Received, Kind::Binary) => out.failures.push(failure(
-                    FailureKind::Transport,
-                    &file,
-                    &conn,
-                    r.seq,
-                    "received a binary frame; the protocol is text-only".into(),
-                )),
-                (dir, Kind::Text) => {
-                    let text = r.text.as_deref().unwrap_or("");
-                    match serde_json::from_str::<Value>(text) {
-                        Ok(v) => check_json(&mut out, suite, &mut rules, &file, &conn, r, dir, &v),
-                        Err(e) if dir == Dir::Received => out.failures.push(failure(
+                (dir, Kind::Binary) => {
+                    let codec = match dir {
+                        Dir::Received => suite.codec.server,
+                        Dir::Sent => suite.codec.client,
+                    };
+                    if codec.binary_events() {
+                        let bytes = r
+                            .base64
+                            .as_deref()
+                            .and_then(|b| B64.decode(b).ok())
+                            .unwrap_or_default();
+                        let v = codec::binary_view(&suite.discriminator, &bytes);
+                        check_json(&mut out, suite, &mut rules, &file, &conn, r, dir, &v);
+                    } else if dir == Dir::Received {
+                        out.failures.push(failure(
                             FailureKind::Transport,
                             &file,
                             &conn,
                             r.seq,
-                            format!(
-                                "received a text frame that is not JSON ({e}): {}",
-                                short(text)
-                            ),
-                        )),
+                            "received a binary frame; the protocol is text-only".into(),
+                        ));
+                    }
+                }
+                (dir, Kind::Text) => {
+                    let text = r.text.as_deref().unwrap_or("");
+                    let codec = match dir {
+                        Dir::Received => suite.codec.server,
+                        Dir::Sent => suite.codec.client,
+                    };
+                    match codec::text_event(codec, &suite.discriminator, text, None) {
+                        TextEvent::Json(v) | TextEvent::Text(v) => {
+                            check_json(&mut out, suite, &mut rules, &file, &conn, r, dir, &v)
+                        }
+                        TextEvent::NotJson(e) if dir == Dir::Received => {
+                            out.failures.push(failure(
+                                FailureKind::Transport,
+                                &file,
+                                &conn,
+                                r.seq,
+                                format!(
+                                    "received a text frame that is not JSON ({e}): {}",
+                                    short(text)
+                                ),
+                            ))
+                        }
                         // Scenarios send invalid JSON on purpose.
-                        Err(_) => {}
+                        TextEvent::NotJson(_) => {}
                     }
                 }
                 _ => {}

@@ -3,6 +3,7 @@
 //! Layout (one place per concern):
 //! - [`scenario`]: the scenario model, suite config, loading (YAML → model), templates and matchers.
 //! - [`rules`]: ordering rules (the model is loaded with the suite; the checker runs over transcripts).
+//! - [`codec`]: how frames become events (JSON, plain text, binary), per side of the suite.
 //! - [`schema`]: the schema registry (discriminator → compiled JSON Schema).
 //! - [`transport`]: WebSocket connections (reader task + transcript) and HTTP steps.
 //! - [`runner`]: executes scenarios, emits [`runner::RunEvent`]s, produces [`runner::ScenarioResult`]s.
@@ -11,6 +12,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod codec;
 pub mod json;
 pub mod load;
 pub mod record;

@@ -576,29 +576,36 @@ pub fn redact_url(url: &str) -> String {
     format!("{base}?{}", parts.join("&"))
 }
 
-/// Redacts a text frame: secret JSON members (the JSON is re-serialized only when something was
-/// replaced), JSON Web Tokens anywhere, then the named secrets of `redactor`.
-pub fn redact_text(text: &str, redactor: &Redactor) -> String {
+/// Redacts a text frame. Every frame: JSON Web Tokens anywhere, then the known secret values of
+/// `redactor`. Frames the client sent (`credentials: true`: the scenario's own auth messages and
+/// requests) also lose the values of credential-named members (`token`, `password`, ...).
+///
+/// A received frame keeps its members whatever their names: in a streaming protocol `token` is the
+/// answer's text, not a credential, and a recording that rewrote it would no longer pass the checks
+/// it passed live. Only the member's own value is replaced, in place in the wire text, so member
+/// order, spacing and equal text elsewhere in the frame (a `partial_response` that repeats the
+/// token) stay as they were.
+pub fn redact_text(text: &str, redactor: &Redactor, credentials: bool) -> String {
     let mut out = text.to_owned();
-    if let Ok(mut v) = serde_json::from_str::<Value>(text) {
-        let mut secrets = Vec::new();
-        collect_secret_members(&v, &mut secrets);
-        if !secrets.is_empty() {
-            // Replace the values in the wire text, so member order and spacing stay as sent.
-            for s in &secrets {
-                let quoted = serde_json::to_string(s).expect("a string serializes");
-                out = out.replace(&quoted, &format!("\"{REDACTED}\""));
-            }
-            // A server escaping differently (`\u` escapes) defeats the textual replacement: then
-            // re-serialize.
-            let still = serde_json::from_str::<Value>(&out).map_or(true, |v| {
-                let mut left = Vec::new();
-                collect_secret_members(&v, &mut left);
-                !left.is_empty()
-            });
-            if still {
-                redact_members(&mut v);
-                out = serde_json::to_string(&v).expect("JSON serializes");
+    if credentials && text.trim_start().starts_with('{') {
+        if let Ok(mut v) = serde_json::from_str::<Value>(text) {
+            let mut secrets = Vec::new();
+            collect_secret_members(&v, &mut secrets);
+            if !secrets.is_empty() {
+                for (k, s) in &secrets {
+                    out = replace_member_value(&out, k, s);
+                }
+                // A sender escaping differently (`\u` escapes in the key or value) defeats the
+                // textual replacement: then re-serialize.
+                let still = serde_json::from_str::<Value>(&out).map_or(true, |v| {
+                    let mut left = Vec::new();
+                    collect_secret_members(&v, &mut left);
+                    !left.is_empty()
+                });
+                if still {
+                    redact_members(&mut v);
+                    out = serde_json::to_string(&v).expect("JSON serializes");
+                }
             }
         }
     }
@@ -608,12 +615,32 @@ pub fn redact_text(text: &str, redactor: &Redactor) -> String {
     redactor.redact_str(&out).into_owned()
 }
 
+/// `text` with the string value of member `key` (written as `"key": "value"`) replaced by the
+/// marker, and nothing else touched.
+fn replace_member_value(text: &str, key: &str, value: &str) -> String {
+    let quoted_key = serde_json::to_string(key).expect("a string serializes");
+    let quoted_value = serde_json::to_string(value).expect("a string serializes");
+    let pattern = format!(
+        r"({}\s*:\s*){}",
+        regex::escape(&quoted_key),
+        regex::escape(&quoted_value)
+    );
+    match Regex::new(&pattern) {
+        Ok(re) => re
+            .replace_all(text, |c: &regex::Captures<'_>| {
+                format!("{}\"{REDACTED}\"", &c[1])
+            })
+            .into_owned(),
+        Err(_) => text.to_owned(),
+    }
+}
+
 fn is_secret_member(k: &str) -> bool {
     SECRET_MEMBERS.iter().any(|s| s.eq_ignore_ascii_case(k))
 }
 
-/// String values of secret members (not yet redacted), at any depth.
-fn collect_secret_members(v: &Value, out: &mut Vec<String>) {
+/// (name, value) of string members with a credential name (not yet redacted), at any depth.
+fn collect_secret_members(v: &Value, out: &mut Vec<(String, String)>) {
     match v {
         Value::Array(a) => a.iter().for_each(|x| collect_secret_members(x, out)),
         Value::Object(o) => {
@@ -621,7 +648,7 @@ fn collect_secret_members(v: &Value, out: &mut Vec<String>) {
                 match x {
                     Value::String(s) if is_secret_member(k) => {
                         if s != REDACTED && !s.is_empty() {
-                            out.push(s.clone());
+                            out.push((k.clone(), s.clone()));
                         }
                     }
                     _ => collect_secret_members(x, out),
@@ -873,7 +900,7 @@ fn refused_handshake_of(x: &crate::runner::HttpExchange, redactor: &Redactor) ->
             status: x.status,
             headers: response_headers,
             subprotocol: None,
-            body: Some(cut_body(redact_text(&x.response_body, redactor)).0),
+            body: Some(cut_body(redact_text(&x.response_body, redactor, true)).0),
         },
     }
 }
@@ -932,7 +959,7 @@ fn http_record_of(x: &crate::runner::HttpExchange, redactor: &Redactor) -> Recor
             (k.clone(), redactor.redact_str(&v).into_owned())
         })
         .collect();
-    let (body, truncated) = cut_body(redact_text(&x.response_body, redactor));
+    let (body, truncated) = cut_body(redact_text(&x.response_body, redactor, true));
     Record {
         seq: 0,
         t_ms: 0.0,
@@ -953,7 +980,7 @@ fn http_record_of(x: &crate::runner::HttpExchange, redactor: &Redactor) -> Recor
                 body: x
                     .request_body
                     .as_ref()
-                    .map(|b| cut_body(redact_text(b, redactor)).0),
+                    .map(|b| cut_body(redact_text(b, redactor, true)).0),
             },
             response: HttpResponseRec {
                 status: x.status,
@@ -995,7 +1022,7 @@ fn record_of(f: &FrameRecord, redactor: &Redactor) -> Option<Record> {
                 t = t.trim_end_matches("…(truncated)").to_owned();
                 r.truncated = Some(f.len as u64);
             }
-            r.text = Some(redact_text(&t, redactor));
+            r.text = Some(redact_text(&t, redactor, f.dir == Direction::Sent));
         }
         FrameKind::Binary | FrameKind::Ping | FrameKind::Pong => {
             r.kind = match f.kind {
@@ -1113,12 +1140,50 @@ mod tests {
     fn redaction() {
         let r = Redactor::default();
         let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1In0.c2lnbmF0dXJl";
-        let out = redact_text(&format!(r#"{{"type":"auth","token":"{jwt}"}}"#), &r);
+        let out = redact_text(&format!(r#"{{"type":"auth","token":"{jwt}"}}"#), &r, true);
         assert_eq!(out, r#"{"type":"auth","token":"[REDACTED]"}"#);
-        let out = redact_text(&format!(r#"{{"type":"x","note":"Bearer {jwt}"}}"#), &r);
+        let out = redact_text(
+            &format!(r#"{{"type":"x","note":"Bearer {jwt}"}}"#),
+            &r,
+            false,
+        );
         assert!(!out.contains(jwt), "{out}");
         // Untouched JSON keeps its exact text (not re-serialized).
-        assert_eq!(redact_text(r#"{"b":1, "a":2}"#, &r), r#"{"b":1, "a":2}"#);
+        assert_eq!(
+            redact_text(r#"{"b":1, "a":2}"#, &r, true),
+            r#"{"b":1, "a":2}"#
+        );
+        // A sent auth message loses its credential, and only the member's own value: equal text
+        // elsewhere and the spacing stay.
+        assert_eq!(
+            redact_text(
+                r#"{"type": "auth", "token" : "s3cret-value", "note": "s3cret-value"}"#,
+                &r,
+                true
+            ),
+            r#"{"type": "auth", "token" : "[REDACTED]", "note": "s3cret-value"}"#
+        );
+    }
+
+    #[test]
+    fn received_protocol_content_is_never_rewritten_by_name() {
+        // Shape A streams the answer in `token` members; `partial_response` repeats the text.
+        let r = Redactor::default();
+        for frame in [
+            r#"{"type":"token","token":"Hello","partial_response":"Hello"}"#,
+            r#"{"type":"token","token":" world","partial_response":"Hello world"}"#,
+            r#"{"type":"auth_success","password":"not a credential to this test"}"#,
+        ] {
+            assert_eq!(redact_text(frame, &r, false), frame);
+        }
+        // A JWT is still removed from a received frame.
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1In0.c2lnbmF0dXJl";
+        let out = redact_text(
+            &format!(r#"{{"type":"auth_success","session":"{jwt}"}}"#),
+            &r,
+            false,
+        );
+        assert_eq!(out, r#"{"type":"auth_success","session":"[REDACTED]"}"#);
         assert_eq!(
             redact_url("ws://h:1/ws?token=abc&room=r"),
             "ws://h:1/ws?token=[REDACTED]&room=r"

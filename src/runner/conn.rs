@@ -13,7 +13,9 @@ use tokio_tungstenite::tungstenite::Message;
 use super::result::{
     ConnTimings, Direction, Failure, FailureKind, FrameKind, FrameRecord, FrameRef, Transcript,
 };
+use crate::codec::{self, Codecs, TextEvent};
 use crate::rules::{RuleChecker, RuleSet};
+use crate::scenario::TimingNames;
 use crate::schema::{SchemaRegistry, Side};
 use crate::transport::ws::{EndError, Incoming, WsConnection, WsEvent};
 
@@ -40,6 +42,10 @@ pub(crate) struct Checks {
     /// Validate one received event in this many against its schema (1: all). Load mode samples to
     /// measure the server rather than the validator; conformance runs always use 1.
     pub schema_sample: u32,
+    /// How each side's frames become events.
+    pub codec: Codecs,
+    /// The event types the timing metrics are measured between.
+    pub timing: Arc<TimingNames>,
 }
 
 impl Checks {
@@ -79,24 +85,30 @@ pub(crate) struct TimingState {
 }
 
 impl TimingState {
-    fn on_sent(&mut self, event_type: Option<&str>, at: Instant) {
-        match event_type {
-            Some("message") => {
-                self.message_sent_at = Some(at);
-                self.first_token = None;
-                self.last_token_at = None;
-                self.max_token_gap = None;
-                self.turn = None;
-            }
-            Some("cancel") => {
-                self.cancel_sent_at = Some(at);
-                self.cancel_ack = None;
-            }
-            _ => {}
+    fn on_sent(&mut self, names: &TimingNames, event_type: Option<&str>, at: Instant) {
+        let Some(t) = event_type else {
+            return;
+        };
+        if names.request.iter().any(|n| n == t) {
+            self.message_sent_at = Some(at);
+            self.first_token = None;
+            self.last_token_at = None;
+            self.max_token_gap = None;
+            self.turn = None;
+        }
+        if names.cancel.iter().any(|n| n == t) {
+            self.cancel_sent_at = Some(at);
+            self.cancel_ack = None;
         }
     }
 
-    fn on_received(&mut self, v: &Value, event_type: Option<&str>, at: Instant) {
+    fn on_received(
+        &mut self,
+        names: &TimingNames,
+        v: &Value,
+        event_type: Option<&str>,
+        at: Instant,
+    ) {
         if self.first_event.is_none() {
             if let Some(c) = self.connected_at {
                 self.first_event = Some(at.saturating_duration_since(c));
@@ -105,32 +117,32 @@ impl TimingState {
         let Some(sent) = self.message_sent_at else {
             return;
         };
-        match event_type {
-            Some("token") => {
-                if self.first_token.is_none() {
-                    self.first_token = Some(at.saturating_duration_since(sent));
-                }
-                if let Some(last) = self.last_token_at {
-                    let gap = at.saturating_duration_since(last);
-                    if self.max_token_gap.is_none_or(|m| gap > m) {
-                        self.max_token_gap = Some(gap);
-                    }
-                }
-                self.last_token_at = Some(at);
+        let Some(t) = event_type else {
+            return;
+        };
+        if names.chunk.iter().any(|n| n == t) {
+            if self.first_token.is_none() {
+                self.first_token = Some(at.saturating_duration_since(sent));
             }
-            Some("final_answer") | Some("cancelled") | Some("error")
-                if v.get("turn_id").is_some() =>
-            {
-                if self.turn.is_none() {
-                    self.turn = Some(at.saturating_duration_since(sent));
-                }
-                if event_type == Some("cancelled") && self.cancel_ack.is_none() {
-                    if let Some(c) = self.cancel_sent_at {
-                        self.cancel_ack = Some(at.saturating_duration_since(c));
-                    }
+            if let Some(last) = self.last_token_at {
+                let gap = at.saturating_duration_since(last);
+                if self.max_token_gap.is_none_or(|m| gap > m) {
+                    self.max_token_gap = Some(gap);
                 }
             }
-            _ => {}
+            self.last_token_at = Some(at);
+        }
+        let terminal = names.terminal.iter().any(|n| n == t)
+            && (!names.terminal_needs_turn_id || v.get("turn_id").is_some());
+        if terminal && self.turn.is_none() {
+            self.turn = Some(at.saturating_duration_since(sent));
+        }
+        if names.cancel_ack.iter().any(|n| n == t) && self.cancel_ack.is_none() {
+            if let Some(c) = self.cancel_sent_at {
+                if !names.terminal_needs_turn_id || v.get("turn_id").is_some() {
+                    self.cancel_ack = Some(at.saturating_duration_since(c));
+                }
+            }
         }
     }
 
@@ -319,7 +331,9 @@ impl Conn {
         self.frames
             .range(start as usize..)
             .find_map(|f| match (&f.dir, &f.kind, &f.json) {
-                (Direction::Received, FrameKind::Text, Some(v)) if !checks.is_ignored(v) => {
+                (Direction::Received, FrameKind::Text | FrameKind::Binary, Some(v))
+                    if !checks.is_ignored(v) =>
+                {
                     Some((f.seq, v))
                 }
                 _ => None,
@@ -438,70 +452,31 @@ impl Conn {
         match inc.event {
             WsEvent::Text { text, json } => {
                 let len = text.len();
-                match json {
-                    Ok(v) => {
-                        let seq = self.next_seq;
-                        let event_type = checks.event_type(&v);
-                        self.timing.on_received(&v, event_type, inc.at);
-                        // The first event of a connection is always validated, then 1 in `schema_sample`.
-                        let sampled = checks.schema_sample <= 1
-                            || self.received_events % u64::from(checks.schema_sample) == 0;
-                        self.received_events += 1;
-                        let verdict = if sampled {
-                            checks.schemas.check(Side::Server, &v)
-                        } else {
-                            Ok(())
-                        };
-                        if let Err(f) = verdict {
-                            let mut failure =
-                                self.failure(FailureKind::Schema, f.message.clone(), seq);
-                            failure.expected =
-                                Some(format!("a valid event per {}", checks.schemas.origin()));
-                            failure.detail = f
-                                .violations
-                                .iter()
-                                .skip(1)
-                                .map(|v| {
-                                    format!(
-                                        "also at {} ({}): {}",
-                                        if v.instance_path.is_empty() {
-                                            "/"
-                                        } else {
-                                            &v.instance_path
-                                        },
-                                        v.keyword,
-                                        v.message
-                                    )
-                                })
-                                .collect();
-                            failure
-                                .detail
-                                .push(format!("frame #{seq}: {}", shorten(&text, 300)));
-                            failure.schema = f.violations.into_iter().next();
-                            self.pending.push(failure);
-                        }
-                        for v in self.rules.observe(seq, Direction::Received, &v) {
-                            self.pending.push(self.rule_failure(v));
-                        }
-                        self.push(FrameRecord {
-                            seq,
-                            at_us,
-                            dir: Direction::Received,
-                            kind: FrameKind::Text,
-                            len,
-                            text: Some(truncate(text)),
-                            json: Some(v),
-                            note: None,
-                        });
+                let event = codec::text_event(
+                    checks.codec.server,
+                    &checks.discriminator,
+                    &text,
+                    Some(json),
+                );
+                match event {
+                    TextEvent::Json(v) => {
+                        self.on_event(v, FrameKind::Text, len, Some(text), at_us, inc.at, checks)
                     }
-                    Err(e) => {
+                    TextEvent::Text(v) => {
+                        // The view holds the text: the record keeps it once, as `text`.
+                        self.on_event(v, FrameKind::Text, len, Some(text), at_us, inc.at, checks)
+                    }
+                    TextEvent::NotJson(e) => {
                         let seq = self.next_seq;
                         let msg = format!(
                             "received a text frame that is not JSON ({e}): {}",
                             shorten(&text, 200)
                         );
-                        self.pending
-                            .push(self.failure(FailureKind::Transport, msg, seq));
+                        let mut failure = self.failure(FailureKind::Transport, msg, seq);
+                        failure.detail.push(
+                            "a protocol of plain-text frames sets `codec: text` (or `mixed`) in wschat-suite.yaml".into(),
+                        );
+                        self.pending.push(failure);
                         self.push(FrameRecord {
                             seq,
                             at_us,
@@ -516,14 +491,31 @@ impl Conn {
                 }
             }
             WsEvent::Binary(b) => {
-                let seq = self.next_seq;
-                let msg = format!(
-                    "received a binary frame ({} bytes); the protocol is text-only",
-                    b.len()
-                );
-                self.pending
-                    .push(self.failure(FailureKind::Transport, msg, seq));
-                self.push(raw(at_us, FrameKind::Binary, &b, None));
+                if checks.codec.server.binary_events() {
+                    let v = codec::binary_view(&checks.discriminator, &b);
+                    let text = b64(&b);
+                    self.on_event(
+                        v,
+                        FrameKind::Binary,
+                        b.len(),
+                        Some(text),
+                        at_us,
+                        inc.at,
+                        checks,
+                    );
+                } else {
+                    let seq = self.next_seq;
+                    let msg = format!(
+                        "received a binary frame ({} bytes); the protocol is text-only",
+                        b.len()
+                    );
+                    let mut failure = self.failure(FailureKind::Transport, msg, seq);
+                    failure.detail.push(
+                        "a protocol with binary frames sets `codec: text` (or `mixed`) in wschat-suite.yaml: they are `$binary` events there".into(),
+                    );
+                    self.pending.push(failure);
+                    self.push(raw(at_us, FrameKind::Binary, &b, None));
+                }
             }
             WsEvent::Ping(b) => {
                 self.push(raw(at_us, FrameKind::Ping, &b, None));
@@ -551,6 +543,73 @@ impl Conn {
             }
             WsEvent::End(e) => self.on_incoming_end(inc.at, e, checks),
         }
+    }
+
+    /// One received event (a JSON frame, or the view of a text or binary frame): timing, schema,
+    /// rules, then the transcript entry.
+    #[allow(clippy::too_many_arguments)]
+    fn on_event(
+        &mut self,
+        v: Value,
+        kind: FrameKind,
+        len: usize,
+        text: Option<String>,
+        at_us: u64,
+        at: Instant,
+        checks: &Checks,
+    ) {
+        let seq = self.next_seq;
+        let event_type = checks.event_type(&v);
+        self.timing.on_received(&checks.timing, &v, event_type, at);
+        // The first event of a connection is always validated, then 1 in `schema_sample`.
+        let sampled = checks.schema_sample <= 1
+            || self.received_events % u64::from(checks.schema_sample) == 0;
+        self.received_events += 1;
+        let verdict = if sampled {
+            checks.schemas.check(Side::Server, &v)
+        } else {
+            Ok(())
+        };
+        if let Err(f) = verdict {
+            let mut failure = self.failure(FailureKind::Schema, f.message.clone(), seq);
+            failure.expected = Some(format!("a valid event per {}", checks.schemas.origin()));
+            failure.detail = f
+                .violations
+                .iter()
+                .skip(1)
+                .map(|v| {
+                    format!(
+                        "also at {} ({}): {}",
+                        if v.instance_path.is_empty() {
+                            "/"
+                        } else {
+                            &v.instance_path
+                        },
+                        v.keyword,
+                        v.message
+                    )
+                })
+                .collect();
+            let shown = text
+                .as_deref()
+                .map_or_else(|| v.to_string(), |t| shorten(t, 300));
+            failure.detail.push(format!("frame #{seq}: {shown}"));
+            failure.schema = f.violations.into_iter().next();
+            self.pending.push(failure);
+        }
+        for viol in self.rules.observe(seq, Direction::Received, &v) {
+            self.pending.push(self.rule_failure(viol));
+        }
+        self.push(FrameRecord {
+            seq,
+            at_us,
+            dir: Direction::Received,
+            kind,
+            len,
+            text: text.map(truncate),
+            json: Some(v),
+            note: None,
+        });
     }
 
     fn on_incoming_end(&mut self, at: Instant, e: Option<EndError>, checks: &Checks) {
@@ -631,12 +690,22 @@ impl Conn {
         let rec = match &msg {
             Message::Text(t) => {
                 let text = t.as_str();
-                let json: Option<Value> = serde_json::from_str(text).ok();
+                // The client codec decides what a sent frame is to the rules and timing: under
+                // `text`/`mixed` a plain-text message is a `$text` event. Invalid JSON sent under
+                // `json` stays a frame without an event (error scenarios send it on purpose).
+                let event =
+                    codec::text_event(checks.codec.client, &checks.discriminator, text, None);
+                let is_view = matches!(event, TextEvent::Text(_));
+                let json = event.into_value();
                 // Sent frames are checked against the client schemas as information only.
-                let note = json.as_ref().and_then(|v| checks.schemas.sent_note(v));
+                let note = json
+                    .as_ref()
+                    .filter(|_| !is_view)
+                    .and_then(|v| checks.schemas.sent_note(v));
                 if let Some(v) = &json {
                     let seq = self.next_seq;
-                    self.timing.on_sent(checks.event_type(v), at);
+                    self.timing
+                        .on_sent(&checks.timing, checks.event_type(v), at);
                     for viol in self.rules.observe(seq, Direction::Sent, v) {
                         self.pending.push(self.rule_failure(viol));
                     }
@@ -651,6 +720,18 @@ impl Conn {
                     json: json.map(|v| redact_json(&v)),
                     note,
                 }
+            }
+            Message::Binary(b) if checks.codec.client.binary_events() => {
+                let v = codec::binary_view(&checks.discriminator, b);
+                let seq = self.next_seq;
+                self.timing
+                    .on_sent(&checks.timing, checks.event_type(&v), at);
+                for viol in self.rules.observe(seq, Direction::Sent, &v) {
+                    self.pending.push(self.rule_failure(viol));
+                }
+                let mut r = sent_raw(micros(checks.start, at), FrameKind::Binary, b);
+                r.json = Some(v);
+                r
             }
             Message::Binary(b) => sent_raw(micros(checks.start, at), FrameKind::Binary, b),
             Message::Ping(b) => sent_raw(micros(checks.start, at), FrameKind::Ping, b),
@@ -703,7 +784,7 @@ impl Conn {
 
     /// The transcript for the result; `restore_json`: parse the text of frames whose `Value` was
     /// released again (what the reports show; load mode skips it for passed sessions).
-    pub fn into_transcript(self, restore_json: bool) -> Transcript {
+    pub fn into_transcript(self, restore_json: bool, checks: &Checks) -> Transcript {
         let mut frames: Vec<FrameRecord> = self.frames.into();
         // A received text entry without JSON and without a note had its `Value` released
         // (`release_json`): its text is complete and parsed before, so it parses again to the same
@@ -716,7 +797,10 @@ impl Conn {
         };
         if restore_json {
             for f in frames.iter_mut().filter(|f| released(f)) {
-                f.json = f.text.as_deref().and_then(|t| serde_json::from_str(t).ok());
+                f.json = f.text.as_deref().and_then(|t| {
+                    codec::text_event(checks.codec.server, &checks.discriminator, t, None)
+                        .into_value()
+                });
             }
         }
         Transcript {
@@ -823,6 +907,8 @@ mod tests {
             ignore: HashSet::new(),
             start: Instant::now(),
             schema_sample: 1,
+            codec: Codecs::default(),
+            timing: Arc::new(TimingNames::default()),
         }
     }
 
@@ -850,36 +936,72 @@ mod tests {
 
     #[test]
     fn timing_tracks_the_last_turn() {
+        let n = TimingNames::default();
         let mut t = TimingState::default();
         let t0 = Instant::now();
         let ms = |n| t0 + Duration::from_millis(n);
-        t.on_sent(Some("message"), ms(0));
+        t.on_sent(&n, Some("message"), ms(0));
         let tok = serde_json::json!({"type": "token", "turn_id": "t1"});
-        t.on_received(&tok, Some("token"), ms(10));
-        t.on_received(&tok, Some("token"), ms(15));
-        t.on_received(&tok, Some("token"), ms(40));
+        t.on_received(&n, &tok, Some("token"), ms(10));
+        t.on_received(&n, &tok, Some("token"), ms(15));
+        t.on_received(&n, &tok, Some("token"), ms(40));
         let fin = serde_json::json!({"type": "final_answer", "turn_id": "t1"});
-        t.on_received(&fin, Some("final_answer"), ms(50));
+        t.on_received(&n, &fin, Some("final_answer"), ms(50));
         assert_eq!(t.first_token, Some(Duration::from_millis(10)));
         assert_eq!(t.max_token_gap, Some(Duration::from_millis(25)));
         assert_eq!(t.turn, Some(Duration::from_millis(50)));
         // A new message starts a new turn's measurements.
-        t.on_sent(Some("message"), ms(100));
+        t.on_sent(&n, Some("message"), ms(100));
         assert_eq!(t.first_token, None);
-        t.on_sent(Some("cancel"), ms(105));
+        t.on_sent(&n, Some("cancel"), ms(105));
         let c = serde_json::json!({"type": "cancelled", "turn_id": "t2"});
-        t.on_received(&c, Some("cancelled"), ms(110));
+        t.on_received(&n, &c, Some("cancelled"), ms(110));
         assert_eq!(t.cancel_ack, Some(Duration::from_millis(5)));
         assert_eq!(t.turn, Some(Duration::from_millis(10)));
         // A connection-level error (no turn_id) ends no turn.
         let mut t = TimingState::default();
-        t.on_sent(Some("message"), ms(0));
+        t.on_sent(&n, Some("message"), ms(0));
         t.on_received(
+            &n,
             &serde_json::json!({"type": "error", "code": "X"}),
             Some("error"),
             ms(5),
         );
         assert_eq!(t.turn, None);
+    }
+
+    #[test]
+    fn timing_follows_the_suite_names() {
+        // A plain-text protocol: the sent text starts the turn, text chunks are its tokens.
+        let n = TimingNames {
+            request: vec!["$text".into()],
+            chunk: vec!["$text".into()],
+            terminal: vec!["done".into()],
+            terminal_needs_turn_id: false,
+            ..TimingNames::default()
+        };
+        let mut t = TimingState::default();
+        let t0 = Instant::now();
+        let ms = |k| t0 + Duration::from_millis(k);
+        let chunk = crate::codec::text_view("/type", "hi");
+        t.on_sent(&n, Some("$text"), ms(0));
+        t.on_received(&n, &chunk, Some("$text"), ms(7));
+        t.on_received(&n, &chunk, Some("$text"), ms(9));
+        t.on_received(&n, &chunk, Some("$text"), ms(30));
+        t.on_received(
+            &n,
+            &serde_json::json!({"type": "done"}),
+            Some("done"),
+            ms(31),
+        );
+        assert_eq!(t.first_token, Some(Duration::from_millis(7)));
+        assert_eq!(t.max_token_gap, Some(Duration::from_millis(21)));
+        assert_eq!(t.turn, Some(Duration::from_millis(31)));
+        // The reference names do not apply any more.
+        let mut t = TimingState::default();
+        t.on_sent(&n, Some("message"), ms(0));
+        t.on_received(&n, &chunk, Some("$text"), ms(5));
+        assert_eq!(t.first_token, None);
     }
 
     /// Released `Value`s come back in the transcript the reports get, parsed from the kept text;
@@ -929,7 +1051,7 @@ mod tests {
             conn.frame(3).unwrap().json.is_some(),
             "truncated text: kept"
         );
-        let t = conn.into_transcript(true);
+        let t = conn.into_transcript(true, &checks);
         let want: Value = serde_json::from_str(&sent[0]).unwrap();
         assert_eq!(t.frames[1].json.as_ref(), Some(&want));
         assert_eq!(t.frames[2].json, None, "not JSON stays without JSON");

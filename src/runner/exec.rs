@@ -13,9 +13,10 @@ use super::resolver::{ScenarioResolver, VarsResolver};
 use super::result::*;
 use super::RunShared;
 use crate::scenario::{
-    Captures, CloseCodeExpect, CloseStep, CollectStep, ConnectStep, DurationBound, ExpectCloseStep,
-    ExpectNoneStep, ExpectPongStep, ExpectStep, HttpBody, HttpStep, MatchSpec, Matcher, Scenario,
-    SendPayload, SendStep, Step, StepKind, Template, TemplateError, TimingMetric, TimingStep, Url,
+    Captures, CloseCodeExpect, CloseStep, CollectStep, ConcatTarget, ConnectStep, DurationBound,
+    ExpectCloseStep, ExpectNoneStep, ExpectPongStep, ExpectStep, HttpBody, HttpStep, MatchSpec,
+    Matcher, Scenario, SendPayload, SendStep, Step, StepKind, Template, TemplateError,
+    TimingMetric, TimingStep, Url,
 };
 use crate::transport::http::{capture, Body, HttpRequest};
 use crate::transport::ws::{self, ConnectError, ConnectRequest};
@@ -150,6 +151,8 @@ pub(crate) async fn run_scenario(shared: Arc<RunShared>, sc: &Scenario) -> Scena
             ignore: shared.config.ignore.iter().cloned().collect(),
             start: started,
             schema_sample: shared.schema_sample,
+            codec: shared.config.codec,
+            timing: shared.timing.clone(),
         },
         shared: shared.clone(),
         vars: BTreeMap::new(),
@@ -211,7 +214,9 @@ pub(crate) async fn run_scenario(shared: Arc<RunShared>, sc: &Scenario) -> Scena
     let restore_json = shared.transcript_json || !result.failures.is_empty();
     for conn in conns {
         result.timings.push(conn.timing.report(&conn.name));
-        result.transcripts.push(conn.into_transcript(restore_json));
+        result
+            .transcripts
+            .push(conn.into_transcript(restore_json, &ex.checks));
     }
     result.http = std::mem::take(&mut ex.http_log);
     if !result.failures.is_empty() {
@@ -882,7 +887,10 @@ impl Exec {
 
     async fn collect(&mut self, s: &CollectStep) -> StepResultT {
         let i = self.conn_index(&s.conn).map_err(one)?;
-        let until = self.compile(&s.until).map_err(one)?;
+        let until = match &s.until {
+            Some(u) => Some(self.compile(u).map_err(one)?),
+            None => None,
+        };
         let timeout = self.expect_timeout(s.timeout);
         let deadline = tokio::time::Instant::now() + timeout;
         let mut each = Vec::new();
@@ -892,18 +900,32 @@ impl Exec {
         let mut st = CollectState::default();
         let concat = s.assert.concat.clone();
         let mut pos = self.conns[i].cursor;
-        let until_seq = loop {
-            let seq = match self.wait_event(i, &mut pos, deadline).await {
+        let what = match (&until, s.quiet) {
+            (Some(u), None) => format!("the end of the collection ({u})"),
+            (Some(u), Some(q)) => format!(
+                "the end of the collection ({u}, or {} without an event)",
+                fmt_dur(q)
+            ),
+            (None, Some(q)) => format!("{} without an event", fmt_dur(q)),
+            (None, None) => unreachable!("the loader requires until or quiet"),
+        };
+        // With `quiet`, the collection also ends once no visible event has arrived for that long,
+        // counted from the step's start or the arrival (as stamped by the reader) of the last one.
+        let mut last_arrival = tokio::time::Instant::now();
+        // The seq of the `until` event; `None` when the silence ended the collection.
+        let until_seq: Option<u64> = loop {
+            let wait_until = match s.quiet {
+                Some(q) => deadline.min(last_arrival + q),
+                None => deadline,
+            };
+            let seq = match self.wait_event(i, &mut pos, wait_until).await {
                 Ok(seq) => seq,
+                Err(WaitEnd::Timeout) if wait_until < deadline => break None,
                 Err(end) => {
-                    let mut fs = self.wait_failure(
-                        i,
-                        end,
-                        &format!("the end of the collection ({until})"),
-                        timeout,
-                        None,
-                    );
-                    fs[0].expected.get_or_insert_with(|| until.to_string());
+                    let mut fs = self.wait_failure(i, end, &what, timeout, None);
+                    if let Some(u) = &until {
+                        fs[0].expected.get_or_insert_with(|| u.to_string());
+                    }
                     fs[0]
                         .detail
                         .insert(0, format!("collected so far: {}", st.summary()));
@@ -911,16 +933,21 @@ impl Exec {
                 }
             };
             pos = seq + 1;
+            if let Some(at) = self.conns[i].frame(seq).map(|f| f.at_us) {
+                let at =
+                    tokio::time::Instant::from_std(self.checks.start + Duration::from_micros(at));
+                last_arrival = last_arrival.max(at);
+            }
             let ev = self.event(i, seq);
             let ty = self.checks.event_type(ev).unwrap_or("").to_owned();
             st.add(seq, &ty, ev, concat.as_ref(), &each);
-            if until.matches(ev) {
-                break seq;
+            if until.as_ref().is_some_and(|u| u.matches(ev)) {
+                break Some(seq);
             }
             // Collected: the state holds what the assertions need; the `Value` is not read again.
             self.conns[i].release_json(seq);
         };
-        self.conns[i].cursor = until_seq + 1;
+        self.conns[i].cursor = until_seq.map_or(pos, |u| u + 1);
         let conn_name = self.conns[i].name.clone();
         let fail = |msg: String, expected: Option<String>, st: &CollectState| {
             let mut f = failure(
@@ -1014,29 +1041,45 @@ impl Exec {
             }
         }
         if let Some(c) = &concat {
-            let expected = st.concat_target.clone();
-            match expected {
-                None => {
-                    return Err(one(fail(
-                        format!(
-                            "concat: no '{}' event with {} in the collection",
-                            c.equals_event, c.equals_field
-                        ),
-                        Some(format!(
-                            "concat of {}{} equals {}{}",
-                            c.items, c.field, c.equals_event, c.equals_field
-                        )),
-                        &st,
-                    )))
+            if let Some(err) = &st.concat_error {
+                return Err(one(fail(format!("concat: {err}"), None, &st)));
+            }
+            match &c.target {
+                ConcatTarget::Match(spec) => {
+                    let m = self.compile(spec).map_err(one)?;
+                    if let Err(mm) = m.check(&Value::String(st.concat.clone())) {
+                        let mut f = fail(
+                            format!(
+                                "concat: the {} '{}' {} concatenate to {} chars that do not match {m} ({})",
+                                st.count(&c.items),
+                                c.items,
+                                c.field,
+                                st.concat.chars().count(),
+                                mm.reason
+                            ),
+                            Some(format!("concat of {}{} matches {m}", c.items, c.field)),
+                            &st,
+                        );
+                        f.detail
+                            .push(format!("concatenated: {}", shorten(&st.concat, 240)));
+                        return Err(one(f));
+                    }
                 }
-                Some(target) => {
+                ConcatTarget::Event { event, field } => {
+                    let Some(target) = st.concat_target.clone() else {
+                        return Err(one(fail(
+                            format!("concat: no '{event}' event with {field} in the collection"),
+                            Some(format!(
+                                "concat of {}{} equals {event}{field}",
+                                c.items, c.field
+                            )),
+                            &st,
+                        )));
+                    };
                     let target_str = match &target {
                         Value::String(s) => s.clone(),
                         other => other.to_string(),
                     };
-                    if let Some(err) = &st.concat_error {
-                        return Err(one(fail(format!("concat: {err}"), None, &st)));
-                    }
                     if st.concat != target_str {
                         let at = st
                             .concat
@@ -1047,16 +1090,14 @@ impl Exec {
                             .unwrap_or(st.concat.len().min(target_str.len()));
                         let mut f = fail(
                             format!(
-                                "concat: the {} '{}' {} concatenate to {} chars that differ from {}{} ({} chars) at byte {at}",
+                                "concat: the {} '{}' {} concatenate to {} chars that differ from {event}{field} ({} chars) at byte {at}",
                                 st.count(&c.items),
                                 c.items,
                                 c.field,
                                 st.concat.chars().count(),
-                                c.equals_event,
-                                c.equals_field,
                                 target_str.chars().count()
                             ),
-                            Some(format!("concat of {}{} equals {}{}", c.items, c.field, c.equals_event, c.equals_field)),
+                            Some(format!("concat of {}{} equals {event}{field}", c.items, c.field)),
                             &st,
                         );
                         f.detail.push(format!(
@@ -1087,9 +1128,22 @@ impl Exec {
             });
             return Err(one(f));
         }
-        let ev = self.event(i, until_seq).clone();
-        self.apply_captures(&s.capture, &ev, "the `until` event")
-            .map_err(one)
+        match until_seq {
+            Some(u) => {
+                let ev = self.event(i, u).clone();
+                self.apply_captures(&s.capture, &ev, "the `until` event")
+                    .map_err(one)
+            }
+            None if s.capture.is_empty() => Ok(()),
+            None => Err(one(fail(
+                format!(
+                    "the collection ended by silence ({} without an event), so there is no `until` event to capture from",
+                    fmt_dur(s.quiet.unwrap_or_default())
+                ),
+                None,
+                &st,
+            ))),
+        }
     }
 
     // ---- expect_none ----
@@ -1411,8 +1465,10 @@ impl CollectState {
                     }
                 }
             }
-            if ty == c.equals_event && self.concat_target.is_none() {
-                self.concat_target = ev.pointer(&c.equals_field).cloned();
+            if let crate::scenario::ConcatTarget::Event { event, field } = &c.target {
+                if ty == event && self.concat_target.is_none() {
+                    self.concat_target = ev.pointer(field).cloned();
+                }
             }
         }
         if self.each_failure.is_none() {
@@ -1561,8 +1617,10 @@ mod tests {
         let c = crate::scenario::ConcatAssert {
             items: "token".into(),
             field: "/content".into(),
-            equals_event: "final_answer".into(),
-            equals_field: "/content".into(),
+            target: crate::scenario::ConcatTarget::Event {
+                event: "final_answer".into(),
+                field: "/content".into(),
+            },
         };
         let each = vec![(
             "token".to_owned(),

@@ -123,6 +123,8 @@ pub(crate) struct RunShared {
     pub transcript_json: bool,
     /// WebSocket read buffer per connection (`transport::ws::READ_BUFFER`, or `READ_BUFFER_MANY`).
     pub read_buffer: usize,
+    /// The suite's `timing:` names, shared by every scenario's checks.
+    pub timing: Arc<crate::scenario::TimingNames>,
 }
 
 /// Loads the schema registry a suite names (its folder, else the built-in schemas).
@@ -303,6 +305,7 @@ impl Prepared {
             schema_sample: 1,
             transcript_json: true,
             read_buffer: crate::transport::ws::READ_BUFFER,
+            timing: Arc::new(suite.config.timing.clone()),
         });
         Ok(Prepared {
             shared,
@@ -375,11 +378,13 @@ pub async fn run(
     let target_label = prepared.target_label.clone();
     let total = suite.scenarios.len();
     // More permits than scenarios change nothing; the header and reports show what really runs at once.
+    // The suite's `jobs:` is the most its server allows at once: it caps `--jobs` as well.
     let jobs = if opts.jobs == 0 {
         DEFAULT_JOBS
     } else {
         opts.jobs
     }
+    .min(suite.config.jobs.unwrap_or(usize::MAX))
     .min(total.max(1));
     let _ = events.send(RunEvent::RunStarted(RunInfo {
         target: target_label,

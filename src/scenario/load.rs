@@ -17,6 +17,7 @@ use super::matcher::{MatchSpec, MatcherError};
 use super::model::*;
 use super::template::{segments, Segment, Template};
 use super::yaml::{self, Kind, Node, Pos};
+use crate::codec::{Codec, Codecs};
 
 /// The suite config file looked for in the first folder.
 pub const SUITE_FILE: &str = "wschat-suite.yaml";
@@ -236,6 +237,8 @@ struct Cx {
     /// run does not use (the suite's own vars when the embedded server's replace them) still gets
     /// its mistakes reported.
     duration_vars: Vec<DurationVars>,
+    /// The suite's discriminator pointer (the `text:` short form of `expect` builds a `$text` match).
+    discriminator: String,
 }
 
 /// The variables a duration written as a template (`within: ${quiet}`) may use. Durations are
@@ -295,6 +298,7 @@ impl Cx {
             problems: Vec::new(),
             placeholders: Vec::new(),
             duration_vars: Vec::new(),
+            discriminator: "/type".to_owned(),
         }
     }
 
@@ -635,7 +639,9 @@ impl Cx {
                 Ok(segs) => {
                     for seg in segs {
                         if let Segment::Var(name) = seg {
-                            self.placeholders.push((name.to_string(), node.pos));
+                            for n in super::template::nested_names(name) {
+                                self.placeholders.push((n.to_string(), node.pos));
+                            }
                         }
                     }
                     true
@@ -774,6 +780,9 @@ impl Cx {
                             VAR_PREFIXES.iter().map(|p| format!("{p}:")).collect::<Vec<_>>().join(", ")
                         ),
                     );
+                } else if arg.contains("${") {
+                    // Known only once its nested placeholders are rendered (they are checked
+                    // as names of their own).
                 } else if prefix == "repeat" {
                     if let Err(e) = crate::scenario::template::parse_repeat(arg) {
                         self.err_label(pos, "bad repeat", format!("'${{{name}}}': {e}"));
@@ -920,6 +929,9 @@ impl Default for SuiteConfig {
             asyncapi: None,
             check_sent: true,
             embedded: EmbeddedConfig::default(),
+            codec: Codecs::default(),
+            jobs: None,
+            timing: TimingNames::default(),
         }
     }
 }
@@ -946,6 +958,9 @@ const CONFIG_FIELDS: &[&str] = &[
     "auth",
     "vars",
     "embedded",
+    "codec",
+    "jobs",
+    "timing",
 ];
 
 /// Returns the config and the rules file it names (if any; checked to exist).
@@ -1089,6 +1104,19 @@ fn convert_config(
     if let Some(v) = f.get("embedded") {
         config.embedded = convert_embedded(cx, v, &config.vars);
     }
+    if let Some(v) = f.get("codec") {
+        if let Some(c) = convert_codec(cx, v) {
+            config.codec = c;
+        }
+    }
+    if let Some(v) = f.get("jobs") {
+        config.jobs = cx.count::<usize>(v, "jobs");
+    }
+    if let Some(v) = f.get("timing") {
+        if let Some(t) = convert_timing_names(cx, v) {
+            config.timing = t;
+        }
+    }
     // The config is read before any target is known; env vars there may be unset (that
     // simply leaves the feature unconfigured), so only names are checked.
     let mut known = Known::default();
@@ -1096,6 +1124,80 @@ fn convert_config(
     known.names.extend(opts.vars.keys().cloned());
     cx.check_vars(&known);
     (config, rules)
+}
+
+/// `codec: text` (both sides) or `codec: { server: text, client: json }`.
+fn convert_codec(cx: &mut Cx, v: &Node) -> Option<Codecs> {
+    let one = |cx: &mut Cx, n: &Node, what: &str| -> Option<Codec> {
+        let s = cx.plain(n, what)?;
+        match Codec::parse(&s) {
+            Some(c) => Some(c),
+            None => {
+                let hint = super::suggest(&s, Codec::NAMES.iter().copied())
+                    .map(|h| format!("; did you mean '{h}'?"))
+                    .unwrap_or_default();
+                cx.err(
+                    n.pos,
+                    format!(
+                        "{what} must be one of {}, got '{s}'{hint}",
+                        Codec::NAMES.join(", ")
+                    ),
+                );
+                None
+            }
+        }
+    };
+    match &v.kind {
+        Kind::Str(_) => one(cx, v, "codec").map(|c| Codecs {
+            server: c,
+            client: c,
+        }),
+        Kind::Map(_) => {
+            let f = cx.map(v, "codec", &["server", "client"])?;
+            let mut out = Codecs::default();
+            if let Some(n) = f.get("server") {
+                out.server = one(cx, n, "codec.server")?;
+            }
+            if let Some(n) = f.get("client") {
+                out.client = one(cx, n, "codec.client")?;
+            }
+            Some(out)
+        }
+        _ => {
+            cx.err(
+                v.pos,
+                format!(
+                    "codec must be json, text or mixed, or a map {{server: ..., client: ...}}; got {}",
+                    v.type_name()
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// `timing: { request: [message], chunk: [token], terminal: [...], cancel: [...], cancel_ack: [...] }`.
+fn convert_timing_names(cx: &mut Cx, v: &Node) -> Option<TimingNames> {
+    let f = cx.map(v, "timing", TimingNames::FIELDS)?;
+    let mut t = TimingNames::default();
+    let mut custom = false;
+    for (key, slot) in [
+        ("request", &mut t.request),
+        ("chunk", &mut t.chunk),
+        ("terminal", &mut t.terminal),
+        ("cancel", &mut t.cancel),
+        ("cancel_ack", &mut t.cancel_ack),
+    ] {
+        if let Some(n) = f.get(key) {
+            *slot = cx.str_list(n, &format!("timing.{key}"))?;
+            custom = true;
+        }
+    }
+    // The reference protocol's `turn_id` condition only goes with its own names.
+    if custom {
+        t.terminal_needs_turn_id = false;
+    }
+    Some(t)
 }
 
 /// `embedded: { server: {...}, vars: {...} }` (not yet applied: see [`load_suite_for_run`]).
@@ -1671,12 +1773,24 @@ fn convert_expect(cx: &mut Cx, node: &Node, name: &mut Option<String>) -> Option
     let f = cx.map(
         node,
         "an expect step",
-        &["name", "conn", "match", "skip", "timeout", "capture"],
+        &[
+            "name", "conn", "match", "text", "skip", "timeout", "capture",
+        ],
     )?;
     let conn = common(cx, &f, name);
-    let matcher = f
-        .require(cx, "match", "an expect step")
-        .and_then(|n| cx.match_spec(n));
+    let matcher = match (f.get("match"), f.get("text")) {
+        (Some(_), Some(t)) => {
+            cx.err(
+                t.pos,
+                "an expect step takes `match` or `text` (short for a `$text` event's text), not both",
+            );
+            None
+        }
+        (None, Some(t)) => cx.match_spec(t).map(|m| text_matcher(&cx.discriminator, m)),
+        _ => f
+            .require(cx, "match", "an expect step")
+            .and_then(|n| cx.match_spec(n)),
+    };
     let skip = f
         .get("skip")
         .map(|n| cx.bool(n, "skip").unwrap_or(true))
@@ -1691,6 +1805,15 @@ fn convert_expect(cx: &mut Cx, node: &Node, name: &mut Option<String>) -> Option
         capture,
     };
     failed(cx, before, step)
+}
+
+/// `text: <matcher>` → `match: {<discriminator>: $text, text: <matcher>}`.
+fn text_matcher(discriminator: &str, m: MatchSpec) -> MatchSpec {
+    let mut v = crate::codec::text_view(discriminator, "");
+    if let Value::Object(o) = &mut v {
+        o.insert("text".into(), m.0 .0);
+    }
+    MatchSpec(Template(v))
 }
 
 fn convert_expect_pong(
@@ -1742,12 +1865,23 @@ fn convert_collect(cx: &mut Cx, node: &Node, name: &mut Option<String>) -> Optio
     let f = cx.map(
         node,
         "a collect step",
-        &["name", "conn", "until", "timeout", "capture", "assert"],
+        &[
+            "name", "conn", "until", "quiet", "timeout", "capture", "assert",
+        ],
     )?;
     let conn = common(cx, &f, name);
-    let until = f
-        .require(cx, "until", "a collect step")
-        .and_then(|n| cx.match_spec(n));
+    let quiet = f.get("quiet").and_then(|n| cx.duration(n, "quiet"));
+    let until = match f.get("until") {
+        Some(n) => cx.match_spec(n).map(Some),
+        None if f.get("quiet").is_some() => Some(None),
+        None => {
+            cx.err(
+                node.pos,
+                "a collect step needs `until` (the event that ends it) or `quiet` (the silence that ends it)",
+            );
+            None
+        }
+    };
     let timeout = timeout(cx, &f);
     let capture = f.get("capture").map(|n| cx.captures(n)).unwrap_or_default();
     let mut assert = CollectAssert::default();
@@ -1811,6 +1945,7 @@ fn convert_collect(cx: &mut Cx, node: &Node, name: &mut Option<String>) -> Optio
     let step = CollectStep {
         conn: conn?,
         until: until?,
+        quiet,
         timeout,
         capture,
         assert,
@@ -1831,30 +1966,49 @@ fn pointer(cx: &mut Cx, n: &Node, what: &str) -> Option<String> {
 }
 
 fn convert_concat(cx: &mut Cx, n: &Node) -> Option<ConcatAssert> {
-    let c = cx.map(n, "assert.concat", &["items", "field", "equals"])?;
+    let c = cx.map(n, "assert.concat", &["items", "field", "equals", "match"])?;
     let items = c
         .require(cx, "items", "assert.concat")
         .and_then(|v| cx.name_like(v, "concat.items"));
     let field = c
         .require(cx, "field", "assert.concat")
         .and_then(|v| pointer(cx, v, "concat.field"));
-    let (ev, ef) = match c
-        .require(cx, "equals", "assert.concat")
-        .and_then(|v| cx.map(v, "concat.equals", &["event", "field"]))
-    {
-        Some(eq) => (
-            eq.require(cx, "event", "concat.equals")
-                .and_then(|v| cx.name_like(v, "concat.equals.event")),
-            eq.require(cx, "field", "concat.equals")
-                .and_then(|v| pointer(cx, v, "concat.equals.field")),
-        ),
-        None => (None, None),
+    let target = match (c.get("equals"), c.get("match")) {
+        (Some(_), Some(m)) => {
+            cx.err(
+                m.pos,
+                "assert.concat takes `equals` (another event's field) or `match` (a matcher), not both",
+            );
+            None
+        }
+        (None, Some(m)) => cx.match_spec(m).map(ConcatTarget::Match),
+        (Some(e), None) => match cx.map(e, "concat.equals", &["event", "field"]) {
+            Some(eq) => {
+                let ev = eq
+                    .require(cx, "event", "concat.equals")
+                    .and_then(|v| cx.name_like(v, "concat.equals.event"));
+                let ef = eq
+                    .require(cx, "field", "concat.equals")
+                    .and_then(|v| pointer(cx, v, "concat.equals.field"));
+                match (ev, ef) {
+                    (Some(event), Some(field)) => Some(ConcatTarget::Event { event, field }),
+                    _ => None,
+                }
+            }
+            None => None,
+        },
+        (None, None) => {
+            cx.err(
+                n.pos,
+                "assert.concat needs `equals: {event, field}` or `match: <matcher>`",
+            );
+            None
+        }
     };
     Some(ConcatAssert {
         items: items?,
         field: field?,
-        equals_event: ev?,
-        equals_field: ef?,
+        target: target?,
     })
 }
 
@@ -2069,6 +2223,7 @@ pub fn load_scenario_str(
 ) -> Result<Scenario, LoadError> {
     let mut cx = Cx::new(file, yaml);
     cx.duration_vars = duration_vars(config, opts);
+    cx.discriminator = config.discriminator.clone();
     let scenario = match yaml::parse(yaml) {
         Ok(root) => convert_scenario(&mut cx, &root, config, opts),
         Err(e) => {

@@ -239,10 +239,15 @@ fn every_step_kind_round_trips() {
         (cc.items.as_str(), cc.field.as_str()),
         ("token", "/content")
     );
-    assert_eq!(
-        (cc.equals_event.as_str(), cc.equals_field.as_str()),
-        ("final_answer", "/content")
-    );
+    match &cc.target {
+        ConcatTarget::Event { event, field } => {
+            assert_eq!(
+                (event.as_str(), field.as_str()),
+                ("final_answer", "/content")
+            )
+        }
+        other => panic!("{other:?}"),
+    }
     assert_eq!(c.assert.each.len(), 1);
     assert_eq!(c.assert.each[0].event_type, "token");
 
@@ -960,4 +965,113 @@ fn a_duration_from_a_required_env_var_may_be_unset() {
         "3:12",
         "unknown variable 'env:WSCHAT_LOADER_SURELY_UNSET_DUR'",
     );
+}
+
+#[test]
+fn codec_jobs_and_timing_names_in_the_suite_config() {
+    let d = TempDir::new("codec");
+    let cfg = |yaml: &str| load_config_str(&d.0.join("wschat-suite.yaml"), yaml, &opts());
+    let (c, _) = cfg("codec: text\njobs: 1\ntiming: { request: [$text], chunk: [$text] }\n")
+        .unwrap_or_else(|e| panic!("{}", e.render_plain()));
+    assert_eq!(
+        c.codec,
+        crate::codec::Codecs {
+            server: crate::codec::Codec::Text,
+            client: crate::codec::Codec::Text
+        }
+    );
+    assert_eq!(c.jobs, Some(1));
+    assert_eq!(c.timing.request, ["$text"]);
+    assert_eq!(c.timing.chunk, ["$text"]);
+    assert_eq!(c.timing.terminal, TimingNames::default().terminal);
+    assert!(!c.timing.terminal_needs_turn_id);
+    let (c, _) = cfg("codec: { server: mixed }\n").unwrap();
+    assert_eq!(c.codec.server, crate::codec::Codec::Mixed);
+    assert_eq!(c.codec.client, crate::codec::Codec::Json);
+    let (c, _) = cfg("vars: {}\n").unwrap();
+    assert_eq!(c.codec, crate::codec::Codecs::default());
+    assert_eq!(c.jobs, None);
+    assert_eq!(c.timing, TimingNames::default());
+
+    let bad = |yaml: &str| match cfg(yaml) {
+        Ok(_) => panic!("expected an error for {yaml:?}"),
+        Err(e) => e.render_plain(),
+    };
+    let e = bad("codec: txt\n");
+    assert!(
+        e.contains("wschat-suite.yaml:1:8: codec must be one of json, text, mixed, got 'txt'; did you mean 'text'?"),
+        "{e}"
+    );
+    let e = bad("codec: { sever: text }\n");
+    assert!(e.contains("unknown field 'sever'"), "{e}");
+    assert!(e.contains("did you mean 'server'"), "{e}");
+    let e = bad("jobs: 0\n");
+    assert!(
+        e.contains("1:7: jobs must be a whole number of at least 1"),
+        "{e}"
+    );
+    let e = bad("timing: { chunks: [token] }\n");
+    assert!(e.contains("unknown field 'chunks'"), "{e}");
+}
+
+#[test]
+fn collect_quiet_expect_text_and_concat_match() {
+    let s = ok(r#"name: t
+steps:
+  - collect:
+      quiet: 300ms
+      assert:
+        concat: { items: $text, field: /text, match: { $regex: "^You said" } }
+  - expect: { text: { $regex: "^You" } }
+"#);
+    let StepKind::Collect(c) = &s.steps[0].kind else {
+        panic!()
+    };
+    assert!(c.until.is_none());
+    assert_eq!(c.quiet, Some(Duration::from_millis(300)));
+    let cc = c.assert.concat.as_ref().unwrap();
+    assert!(
+        matches!(&cc.target, ConcatTarget::Match(m) if m.0 .0 == json!({"$regex": "^You said"}))
+    );
+    let StepKind::Expect(e) = &s.steps[1].kind else {
+        panic!()
+    };
+    // The short form is a match on the `$text` view.
+    assert_eq!(
+        e.matcher.0 .0,
+        json!({"type": "$text", "text": {"$regex": "^You"}})
+    );
+
+    assert_err(
+        "name: t\nsteps:\n  - collect: { assert: { count: { token: 1 } } }\n",
+        "3:14",
+        "a collect step needs `until` (the event that ends it) or `quiet`",
+    );
+    assert_err(
+        "name: t\nsteps:\n  - expect: { match: { type: a }, text: x }\n",
+        "3:41",
+        "takes `match` or `text`",
+    );
+    assert_err(
+        "name: t\nsteps:\n  - collect: { until: { type: a }, assert: { concat: { items: a, field: /x } } }\n",
+        "3:54",
+        "needs `equals: {event, field}` or `match: <matcher>`",
+    );
+    assert_err(
+        "name: t\nsteps:\n  - collect:\n      until: { type: a }\n      assert: { concat: { items: a, field: /x, equals: { event: b, field: /y }, match: z } }\n",
+        "5:88",
+        "not both",
+    );
+    assert_err(
+        "name: t\nvars: { user: alice }\nsteps:\n  - send: { text: '${${user}}' }\n",
+        "4:19",
+        "cannot be a template",
+    );
+    // Nested placeholders are checked by their inner names too.
+    assert_err(
+        "name: t\nsteps:\n  - send: { text: '${jwt:${usr}}' }\n",
+        "3:19",
+        "unknown variable 'usr'",
+    );
+    ok("name: t\nvars: { user: alice }\nsteps:\n  - send: { text: 'Bearer ${jwt:${user}}' }\n");
 }

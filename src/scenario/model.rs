@@ -76,6 +76,52 @@ pub struct SuiteConfig {
     pub check_sent: bool,
     /// `embedded:`: how the embedded reference server runs and which vars change with it.
     pub embedded: EmbeddedConfig,
+    /// How each side's frames become events (`codec:`; default JSON both ways).
+    pub codec: crate::codec::Codecs,
+    /// `jobs:`: at most this many scenarios of the suite at once (caps `--jobs`), for a server
+    /// whose state is shared between connections (one socket per user, a shared room).
+    pub jobs: Option<usize>,
+    /// `timing:`: which event types the `timing` step's metrics are measured between.
+    pub timing: TimingNames,
+}
+
+/// The event types behind the `timing` step's metrics (`timing:` in the suite config). The defaults
+/// are the reference protocol's; a suite for another protocol names its own (`request: [$text]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimingNames {
+    /// Sent types that start a turn (`first_token`, `max_token_gap` and `turn` count from the last).
+    pub request: Vec<String>,
+    /// Received types that are chunks of the answer (`first_token`, `max_token_gap`).
+    pub chunk: Vec<String>,
+    /// Received types that end a turn (`turn`).
+    pub terminal: Vec<String>,
+    /// Sent types that cancel (`cancel_ack` counts from the last).
+    pub cancel: Vec<String>,
+    /// Received types that acknowledge a cancel (`cancel_ack`).
+    pub cancel_ack: Vec<String>,
+    /// Whether a terminal event must carry `turn_id` (the reference protocol's `error` also answers
+    /// bad frames outside a turn); true only for the defaults.
+    pub terminal_needs_turn_id: bool,
+}
+
+impl Default for TimingNames {
+    fn default() -> Self {
+        let v = |xs: &[&str]| xs.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        TimingNames {
+            request: v(&["message"]),
+            chunk: v(&["token"]),
+            terminal: v(&["final_answer", "cancelled", "error"]),
+            cancel: v(&["cancel"]),
+            cancel_ack: v(&["cancelled"]),
+            terminal_needs_turn_id: true,
+        }
+    }
+}
+
+impl TimingNames {
+    /// The YAML keys of `timing:`.
+    pub const FIELDS: &'static [&'static str] =
+        &["request", "chunk", "terminal", "cancel", "cancel_ack"];
 }
 
 /// The suite's `embedded:` section. Against the embedded reference server the harness controls the
@@ -340,7 +386,11 @@ pub struct ExpectPongStep {
 #[derive(Debug, Clone)]
 pub struct CollectStep {
     pub conn: String,
-    pub until: MatchSpec,
+    /// The event that ends the collection (inclusive); optional when `quiet` is given.
+    pub until: Option<MatchSpec>,
+    /// The collection also ends when no visible event arrives for this long (a stream with no end
+    /// marker, such as plain-text chunks). Whichever of `until` and `quiet` comes first ends it.
+    pub quiet: Option<Duration>,
     pub timeout: Option<Duration>,
     pub capture: Captures,
     pub assert: CollectAssert,
@@ -366,9 +416,16 @@ pub struct ConcatAssert {
     pub items: String,
     /// JSON pointer of the field.
     pub field: String,
-    /// The event type and pointer of the value it must equal.
-    pub equals_event: String,
-    pub equals_field: String,
+    /// What the concatenation must be.
+    pub target: ConcatTarget,
+}
+
+#[derive(Debug, Clone)]
+pub enum ConcatTarget {
+    /// Equal to this field of the first event of this type in the collection.
+    Event { event: String, field: String },
+    /// Matching this matcher (`match: { $regex: "^You said" }`, or a plain string for equality).
+    Match(MatchSpec),
 }
 
 #[derive(Debug, Clone)]

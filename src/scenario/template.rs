@@ -42,6 +42,8 @@ pub enum TemplateError {
     InvalidName { name: String },
     #[error("unknown variable '{name}'")]
     Unresolved { name: String },
+    #[error("'${{{name}}}': a variable's name cannot be a template; only the argument of a prefix can (`${{jwt:${{user}}}}`, `${{env:${{name}}}}`)")]
+    NestedName { name: String },
 }
 
 /// The largest text `${repeat:N:TEXT}` may build (N × TEXT bytes): large enough to exceed any
@@ -101,9 +103,59 @@ fn valid_name(name: &str) -> bool {
         // The argument of a prefix (`env:HOME`, `jwt:alice@example.com`) is free text
         // except for the characters that would make the template ambiguous.
         // `${env:NAME:-}` (an empty default) ends in `-`: allowed.
+        Some((prefix, arg)) if arg.contains("${") => {
+            // A nested placeholder (`${jwt:${user}}`): the argument is itself a template, rendered
+            // first; its text parts follow the same rule.
+            plain(prefix)
+                && segments(arg).is_ok_and(|segs| {
+                    segs.iter().all(|seg| match seg {
+                        Segment::Text(t) => !t.contains(['{', '}', '$']),
+                        Segment::Var(_) => true,
+                    })
+                })
+        }
         Some((prefix, arg)) => plain(prefix) && !arg.is_empty() && !arg.contains(['{', '}', '$']),
         None => plain(name),
     }
+}
+
+/// The placeholder names a placeholder uses: itself, then those nested in its argument
+/// (`jwt:${user}` → `jwt:${user}`, `user`).
+pub(crate) fn nested_names(name: &str) -> Vec<&str> {
+    let mut out = vec![name];
+    if let Some((_, arg)) = name.split_once(':') {
+        if arg.contains("${") {
+            if let Ok(segs) = segments(arg) {
+                for seg in segs {
+                    if let Segment::Var(v) = seg {
+                        out.extend(nested_names(v));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The end (`}`) of a placeholder whose body starts `body`, skipping nested `${...}`.
+fn placeholder_end(body: &str) -> Option<usize> {
+    let bytes = body.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'$' if bytes.get(i + 1) == Some(&b'{') => {
+                depth += 1;
+                i += 2;
+                continue;
+            }
+            b'}' if depth == 0 => return Some(i),
+            b'}' => depth -= 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// Splits a string into text and placeholders, checking the syntax.
@@ -120,13 +172,18 @@ pub(crate) fn segments(s: &str) -> Result<Vec<Segment<'_>>, TemplateError> {
         } else if after.starts_with("${") {
             text.push_str(&rest[..i]);
             let body = &rest[i + 2..];
-            let end = body.find('}').ok_or_else(|| TemplateError::Unclosed {
+            let end = placeholder_end(body).ok_or_else(|| TemplateError::Unclosed {
                 text: s.to_string(),
             })?;
             let name = &body[..end];
             if name.is_empty() {
                 return Err(TemplateError::EmptyName {
                     text: s.to_string(),
+                });
+            }
+            if name.starts_with("${") {
+                return Err(TemplateError::NestedName {
+                    name: name.to_string(),
                 });
             }
             if !valid_name(name) {
@@ -156,9 +213,9 @@ pub(crate) fn string_placeholders(s: &str) -> Vec<String> {
     segments(s)
         .map(|segs| {
             segs.into_iter()
-                .filter_map(|seg| match seg {
-                    Segment::Var(v) => Some(v.to_string()),
-                    Segment::Text(_) => None,
+                .flat_map(|seg| match seg {
+                    Segment::Var(v) => nested_names(v).into_iter().map(str::to_string).collect(),
+                    Segment::Text(_) => Vec::new(),
                 })
                 .collect()
         })
@@ -175,6 +232,15 @@ fn stringify(v: &Value) -> String {
 fn render_str(s: &str, r: &dyn Resolver) -> Result<Value, TemplateError> {
     let segs = segments(s)?;
     let lookup = |name: &str| {
+        // A nested placeholder's argument is rendered first: `jwt:${user}` → `jwt:alice`.
+        let rendered;
+        let name = match name.split_once(':') {
+            Some((prefix, arg)) if arg.contains("${") => {
+                rendered = format!("{prefix}:{}", stringify(&render_str(arg, r)?));
+                rendered.as_str()
+            }
+            _ => name,
+        };
         r.resolve(name).ok_or_else(|| TemplateError::Unresolved {
             name: name.to_string(),
         })
@@ -292,6 +358,40 @@ impl std::fmt::Display for Template {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn nested_placeholders_render_their_argument_first() {
+        use super::*;
+        let r = FnResolver(|name: &str| match name {
+            "user" => Some(Value::from("alice")),
+            "jwt:alice" => Some(Value::from("token-of-alice")),
+            "env:HOME_alice" => Some(Value::from("/home/alice")),
+            _ => None,
+        });
+        let t = Template::string("Bearer ${jwt:${user}}").unwrap();
+        assert_eq!(t.render(&r).unwrap(), Value::from("Bearer token-of-alice"));
+        let t = Template::string("${env:HOME_${user}}").unwrap();
+        assert_eq!(t.render(&r).unwrap(), Value::from("/home/alice"));
+        assert_eq!(
+            t.placeholders(),
+            vec!["env:HOME_${user}".to_string(), "user".to_string()]
+        );
+        // A name that is itself a template is refused, saying why.
+        let e = Template::string("${${user}}").unwrap_err().to_string();
+        assert!(e.contains("cannot be a template"), "{e}");
+        // Unbalanced nesting is an unclosed placeholder.
+        assert!(matches!(
+            Template::string("${jwt:${user}"),
+            Err(TemplateError::Unclosed { .. })
+        ));
+        // An unknown inner name fails as unknown, by its own name.
+        let t = Template::string("${jwt:${nobody}}").unwrap();
+        assert_eq!(
+            t.render(&r).unwrap_err(),
+            TemplateError::Unresolved {
+                name: "nobody".into()
+            }
+        );
+    }
 
     #[test]
     fn repeat_argument() {

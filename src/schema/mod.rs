@@ -337,7 +337,12 @@ impl SchemaRegistry {
             server_known: known(&server),
             client_known: known(&client),
             origin,
-            discriminator: discriminator.to_owned(),
+            // As a pointer (`type` → `/type`): codec views are found with it.
+            discriminator: if discriminator.starts_with('/') {
+                discriminator.to_owned()
+            } else {
+                format!("/{discriminator}")
+            },
             server_discriminator: server_disc,
             client_discriminator: client_disc,
             server,
@@ -436,6 +441,15 @@ impl SchemaRegistry {
     /// else the side's `*` fallback schema when there is one.
     pub fn check(&self, side: Side, event: &Value) -> Result<(), SchemaFailure> {
         let map = self.map(side);
+        // The view of a plain-text or binary frame (`crate::codec`): checked by its own schema
+        // when `index.json` has one (`"$text"`, `"$binary"`), else not at all. The `*` fallback,
+        // written for a side's JSON frames, never applies to it.
+        if let Some(view) = self.view_type(event) {
+            return match map.get(view) {
+                Some(v) => Self::validate(view, v, event),
+                None => Ok(()),
+            };
+        }
         let fallback = map.get(FALLBACK);
         let found = match self.side_discriminator(side) {
             None => Ok((FALLBACK, fallback)),
@@ -490,6 +504,26 @@ impl SchemaRegistry {
                 });
             }
         };
+        Self::validate(event_type, validator, event)
+    }
+
+    /// The type of a codec view (`$text`, `$binary`) under the suite's discriminator.
+    fn view_type<'a>(&self, event: &'a Value) -> Option<&'a str> {
+        match pointer_get(event, &self.discriminator) {
+            Some(Value::String(s))
+                if s == crate::codec::TEXT_TYPE || s == crate::codec::BINARY_TYPE =>
+            {
+                Some(s.as_str())
+            }
+            _ => None,
+        }
+    }
+
+    fn validate(
+        event_type: &str,
+        validator: &Validator,
+        event: &Value,
+    ) -> Result<(), SchemaFailure> {
         // The fast path allocates nothing; errors are collected only for invalid events.
         if validator.is_valid(event) {
             return Ok(());
