@@ -302,6 +302,23 @@ fn run_all(py: &Path, ms: &[Manifest], jobs: Vec<(usize, Option<String>)>) -> Ve
     Arc::try_unwrap(failures).unwrap().into_inner().unwrap()
 }
 
+/// Every example pack is proven against a live server: it has a manifest here.
+#[test]
+fn every_pack_has_a_live_server() {
+    let mut missing = Vec::new();
+    for e in std::fs::read_dir(root().join("examples")).unwrap() {
+        let dir = e.unwrap().path();
+        if dir.join("wschat-suite.yaml").is_file() {
+            let pack = dir.file_name().unwrap().to_string_lossy().into_owned();
+            if !live_dir().join(format!("{pack}.json")).is_file() {
+                missing.push(pack);
+            }
+        }
+    }
+    missing.sort();
+    assert!(missing.is_empty(), "packs without a live server manifest in tests/live/: {missing:?}");
+}
+
 /// Every bug a server lists is in its manifest, and every manifest bug is one the server knows.
 #[test]
 fn manifests_list_every_bug() {
