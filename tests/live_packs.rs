@@ -30,7 +30,7 @@ const LISTEN_LIMIT: Duration = Duration::from_secs(30);
 const RUN_LIMIT: Duration = Duration::from_secs(120);
 /// Harness runs at once (each one runs its scenarios at the default --jobs). They mostly wait on
 /// the servers' streams and the scenarios' timeouts, so a few more than the cores is fine.
-const PARALLEL: usize = 4;
+const PARALLEL: usize = 8;
 
 struct Manifest {
     pack: String,
