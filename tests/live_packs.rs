@@ -35,7 +35,10 @@ const PARALLEL: usize = 8;
 struct Manifest {
     pack: String,
     server: PathBuf,
+    /// Extra environment of the harness run.
     env: Vec<(String, String)>,
+    /// Extra environment of the server (`server_env`: e.g. a short heartbeat interval).
+    server_env: Vec<(String, String)>,
     claims: Vec<(String, String)>,
     bugs: BTreeMap<String, Vec<String>>,
 }
@@ -84,9 +87,18 @@ fn manifests() -> Vec<Manifest> {
                 .as_str()
                 .unwrap_or_else(|| panic!("{}: no \"server\"", file.display())),
         );
-        assert!(server.is_file(), "{}: no server {}", file.display(), server.display());
         assert!(
-            root().join("examples").join(&pack).join("wschat-suite.yaml").is_file(),
+            server.is_file(),
+            "{}: no server {}",
+            file.display(),
+            server.display()
+        );
+        assert!(
+            root()
+                .join("examples")
+                .join(&pack)
+                .join("wschat-suite.yaml")
+                .is_file(),
             "{}: no pack examples/{pack}/",
             file.display()
         );
@@ -98,11 +110,16 @@ fn manifests() -> Vec<Manifest> {
                 .iter()
                 .map(|s| s.as_str().expect("substrings are strings").to_string())
                 .collect();
-            assert!(!subs.is_empty(), "{}: bugs.{name} names no substring", file.display());
+            assert!(
+                !subs.is_empty(),
+                "{}: bugs.{name} names no substring",
+                file.display()
+            );
             bugs.insert(name, subs);
         }
         out.push(Manifest {
             env: string_map(&v, "env", &file),
+            server_env: string_map(&v, "server_env", &file),
             claims: string_map(&v, "claims", &file),
             pack,
             server,
@@ -116,7 +133,11 @@ fn manifests() -> Vec<Manifest> {
 fn python() -> Option<PathBuf> {
     let p = match std::env::var_os("WSCHAT_LIVE_PYTHON") {
         Some(p) => PathBuf::from(p),
-        None => root().join("target").join("live-venv").join("bin").join("python"),
+        None => root()
+            .join("target")
+            .join("live-venv")
+            .join("bin")
+            .join("python"),
     };
     if p.exists() {
         return Some(p);
@@ -153,6 +174,7 @@ impl Server {
         }
         let mut child = c
             .current_dir(live_dir().join("servers"))
+            .envs(m.server_env.iter().map(|(k, v)| (k, v)))
             .env("LIVE_JWT_SECRET", secret)
             .env("PYTHONUNBUFFERED", "1")
             .env("PYTHONDONTWRITEBYTECODE", "1")
@@ -170,7 +192,9 @@ impl Server {
                 if n == 0 {
                     break;
                 }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
         let (tx, rx) = mpsc::channel();
@@ -186,14 +210,31 @@ impl Server {
             port: 0,
             stderr,
         };
-        let what = format!("{} {}", m.server.display(), bug.map(|b| format!("--bug {b}")).unwrap_or_default());
+        let what = format!(
+            "{} {}",
+            m.server.display(),
+            bug.map(|b| format!("--bug {b}")).unwrap_or_default()
+        );
         match rx.recv_timeout(LISTEN_LIMIT) {
-            Ok(Some(Ok(line))) => match line.strip_prefix("LISTENING ").and_then(|p| p.trim().parse().ok()) {
+            Ok(Some(Ok(line))) => match line
+                .strip_prefix("LISTENING ")
+                .and_then(|p| p.trim().parse().ok())
+            {
                 Some(port) => server.port = port,
-                None => return Err(format!("{what}: first line {line:?} is not `LISTENING <port>`{}", server.log())),
+                None => {
+                    return Err(format!(
+                        "{what}: first line {line:?} is not `LISTENING <port>`{}",
+                        server.log()
+                    ))
+                }
             },
             Ok(_) => return Err(format!("{what}: exited before listening{}", server.log())),
-            Err(_) => return Err(format!("{what}: not listening within {LISTEN_LIMIT:?}{}", server.log())),
+            Err(_) => {
+                return Err(format!(
+                    "{what}: not listening within {LISTEN_LIMIT:?}{}",
+                    server.log()
+                ))
+            }
         }
         Ok(server)
     }
@@ -229,7 +270,12 @@ fn mint_token(m: &Manifest, secret: &str) -> String {
         c.args(["--claim", &format!("{k}={v}")]);
     }
     let out = c.timeout(Duration::from_secs(30)).output().unwrap();
-    assert!(out.status.success(), "token: {}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "token: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     text(&out.stdout).trim().to_string()
 }
 
@@ -238,7 +284,12 @@ fn run_pack(m: &Manifest, port: u16, secret: &str, token: &str) -> (Option<i32>,
     let out = cmd()
         .arg("run")
         .arg(format!("examples/{}/", m.pack))
-        .args(["--target", &format!("ws://127.0.0.1:{port}"), "--color", "never"])
+        .args([
+            "--target",
+            &format!("ws://127.0.0.1:{port}"),
+            "--color",
+            "never",
+        ])
         // Every level counts: the clean server must pass the should/may scenarios too, and a bug
         // caught only by a should scenario must still fail the run.
         .args(["--fail-level", "may"])
@@ -266,9 +317,15 @@ fn job(py: &Path, m: &Manifest, bug: Option<&str>) -> Result<(), String> {
     };
     match bug {
         None if code == Some(0) => Ok(()),
-        None => Err(format!("{what}: exit {code:?}, expected 0\n{output}{}", server.log())),
+        None => Err(format!(
+            "{what}: exit {code:?}, expected 0\n{output}{}",
+            server.log()
+        )),
         Some(b) => {
-            let missing: Vec<&String> = m.bugs[b].iter().filter(|s| !output.contains(s.as_str())).collect();
+            let missing: Vec<&String> = m.bugs[b]
+                .iter()
+                .filter(|s| !output.contains(s.as_str()))
+                .collect();
             if code == Some(1) && missing.is_empty() {
                 Ok(())
             } else {
@@ -316,7 +373,10 @@ fn every_pack_has_a_live_server() {
         }
     }
     missing.sort();
-    assert!(missing.is_empty(), "packs without a live server manifest in tests/live/: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "packs without a live server manifest in tests/live/: {missing:?}"
+    );
 }
 
 /// Every bug a server lists is in its manifest, and every manifest bug is one the server knows.
@@ -332,15 +392,37 @@ fn manifests_list_every_bug() {
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{} --list-bugs: {}", m.server.display(), text(&out.stderr));
-        let listed: BTreeMap<String, Value> = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{} --list-bugs: {e}: {}", m.server.display(), text(&out.stdout)));
-        assert!(listed.len() >= 4, "{}: at least 4 bug variants, found {}", m.pack, listed.len());
+        assert!(
+            out.status.success(),
+            "{} --list-bugs: {}",
+            m.server.display(),
+            text(&out.stderr)
+        );
+        let listed: BTreeMap<String, Value> =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+                panic!(
+                    "{} --list-bugs: {e}: {}",
+                    m.server.display(),
+                    text(&out.stdout)
+                )
+            });
+        assert!(
+            listed.len() >= 4,
+            "{}: at least 4 bug variants, found {}",
+            m.pack,
+            listed.len()
+        );
         for b in listed.keys().filter(|b| !m.bugs.contains_key(*b)) {
-            problems.push(format!("{}: the server's bug {b} is not in tests/live/{}.json", m.pack, m.pack));
+            problems.push(format!(
+                "{}: the server's bug {b} is not in tests/live/{}.json",
+                m.pack, m.pack
+            ));
         }
         for b in m.bugs.keys().filter(|b| !listed.contains_key(*b)) {
-            problems.push(format!("{}: tests/live/{}.json lists {b}, which the server does not know", m.pack, m.pack));
+            problems.push(format!(
+                "{}: tests/live/{}.json lists {b}, which the server does not know",
+                m.pack, m.pack
+            ));
         }
         // An unknown bug name is refused (exit 2), never served as the clean server.
         let out = Command::new(&py)
@@ -350,7 +432,12 @@ fn manifests_list_every_bug() {
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{}: an unknown --bug must exit 2", m.pack);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{}: an unknown --bug must exit 2",
+            m.pack
+        );
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
@@ -367,5 +454,10 @@ fn packs_against_live_servers() {
     }
     jobs.reverse(); // the pool pops from the end: take them in order
     let failures = run_all(&py, &ms, jobs);
-    assert!(failures.is_empty(), "{} live run(s) failed:\n\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} live run(s) failed:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }

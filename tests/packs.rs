@@ -15,6 +15,7 @@ const PACKS: &[&str] = &[
     "ag-ui",
     "connection-ack-heartbeat",
     "openai-realtime-text",
+    "plain-text-stream",
     "progress-token-complete",
     "text-chunk-tts",
     "typing-indicator",

@@ -30,6 +30,9 @@ pub(crate) const MAX_FRAMES: usize = 20_000;
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Frames handled per wake-up of the channel, so a fast stream is processed in batches.
 const BATCH: usize = 4096;
+/// After the closing handshake, how long the server gets to end the TCP connection first (RFC
+/// 6455 §7.1.1: the server closes first) before the harness closes its side anyway.
+const CLOSE_SETTLE: Duration = Duration::from_secs(1);
 
 /// What the checks on each event need; shared by all connections of a scenario.
 pub(crate) struct Checks {
@@ -626,6 +629,8 @@ impl Conn {
                 .push(self.failure(FailureKind::Transport, err.to_string(), seq));
         }
         self.ended = Some(e);
+        // Nothing more can be read: let the socket go, so our side of TCP closes now.
+        self.ws.release();
         self.push(FrameRecord {
             seq: 0,
             at_us: micros(checks.start, at),
@@ -754,6 +759,20 @@ impl Conn {
                 humantime::format_duration(SEND_TIMEOUT)
             )),
         }
+    }
+
+    /// Ends a connection whose closing handshake is over (close frames sent and received): waits at
+    /// most [`CLOSE_SETTLE`] for the server to end TCP, then closes our side. Without this the
+    /// socket stayed half-open (CLOSE-WAIT) until the scenario ended, and a server that reports the
+    /// disconnect only once TCP closes still counted the user as connected.
+    pub async fn settle_close(&mut self, checks: &Checks) {
+        let deadline = tokio::time::Instant::now() + CLOSE_SETTLE;
+        while self.ended.is_none() {
+            if self.pump(deadline, checks).await == Pump::Timeout {
+                break;
+            }
+        }
+        self.ws.release();
     }
 
     /// Sends a close frame without waiting for the answer (cleanup; errors are irrelevant here).

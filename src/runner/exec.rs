@@ -1234,6 +1234,7 @@ impl Exec {
                 _ => conn.close_frame.is_some() || conn.ended.is_some(),
             };
             if done {
+                conn.settle_close(&self.checks).await;
                 conn.cursor = conn.next_seq();
                 let name = conn.name.clone();
                 let mk = |msg: String| {
@@ -1326,6 +1327,7 @@ impl Exec {
         loop {
             let conn = &mut self.conns[i];
             if conn.close_frame.is_some() || conn.ended.is_some() {
+                conn.settle_close(&self.checks).await;
                 let pending = conn.take_pending();
                 return if pending.is_empty() {
                     Ok(())

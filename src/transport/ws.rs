@@ -171,7 +171,8 @@ pub enum WsEvent {
 
 /// An open connection: the write half plus the channel fed by the reader task.
 pub struct WsConnection {
-    pub sink: WsSink,
+    /// The write half; `None` once [`WsConnection::release`] let the socket go.
+    sink: Option<WsSink>,
     pub rx: mpsc::UnboundedReceiver<Incoming>,
     pub handshake: Handshake,
     reader: JoinHandle<()>,
@@ -187,10 +188,21 @@ impl Drop for WsConnection {
 impl WsConnection {
     /// Sends one message (flushing it).
     pub async fn send(&mut self, msg: Message) -> Result<(), String> {
-        self.sink
-            .send(msg)
-            .await
-            .map_err(|e| describe_send_error(&e))
+        let Some(sink) = self.sink.as_mut() else {
+            return Err("the connection is already closed".into());
+        };
+        sink.send(msg).await.map_err(|e| describe_send_error(&e))
+    }
+
+    /// Lets the socket go once the closing handshake is over: the reader task is stopped and the
+    /// write half dropped, so the TCP connection closes now rather than when the scenario ends.
+    /// A server that waits for the client's side of TCP to close before it reports the disconnect
+    /// (uvicorn's `websockets` implementation, after it sent its FIN) would otherwise keep the user
+    /// connected while the scenario goes on (RFC 6455 §7.1.1: after the close frames, the TCP
+    /// connection is closed).
+    pub fn release(&mut self) {
+        self.reader.abort();
+        self.sink = None;
     }
 
     /// Sends a close frame with this code and reason.
@@ -464,7 +476,7 @@ async fn connect_inner(
     let budget = queue_budget(req.max_frame_bytes);
     let reader = tokio::spawn(read_loop(read, tx, budget));
     Ok(WsConnection {
-        sink,
+        sink: Some(sink),
         rx,
         handshake,
         reader,

@@ -26,6 +26,7 @@ BUGS = {
     "no-accept": "the handler closes the socket before accept(): Starlette answers the upgrade 403",
     "exception-before-accept": "the handler reads a user the middleware never stored and raises before accept(): 500",
     "no-user-check": "the path user id is never compared with the token's subject",
+    "disconnect-unhandled": "no `except WebSocketDisconnect`: a client's close raises, and the conversation is never saved",
 }
 
 CHUNK_PACE = 0.005  # seconds between the chunks of the simulated model's stream
@@ -89,6 +90,9 @@ def make_app(bug):
             await ws.close(code=1008, reason="user id does not match the token")
             return
         history = list(saved.get(user_id, []))
+        if bug == "disconnect-unhandled":
+            while True:  # WebSocketDisconnect propagates: a traceback, and nothing is saved
+                await converse(ws, history, await ws.receive_text())
         try:
             while True:
                 await converse(ws, history, await ws.receive_text())
