@@ -582,3 +582,104 @@ async fn flood_after_a_near_miss_reports_the_timeout() {
     let r = run("expect-session", addr).await;
     r.assert_failed_with("near miss then flood", &["timed out"]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Close codes (RFC 6455 §7.4.1, §7.4.2)
+
+/// A close frame's payload: the code, then the reason.
+fn close_payload(code: u16, reason: &str) -> Vec<u8> {
+    let mut p = code.to_be_bytes().to_vec();
+    p.extend_from_slice(reason.as_bytes());
+    p
+}
+
+/// A server that upgrades, waits for the client's first frame (the close of `close-unanswered`),
+/// answers it with a close frame of `code`, then reads until the client goes away.
+async fn answers_close_with(code: u16) -> SocketAddr {
+    serve(move |mut tcp| async move {
+        if !upgrade(&mut tcp).await {
+            return;
+        }
+        let mut buf = [0u8; 256];
+        if !matches!(tcp.read(&mut buf).await, Ok(n) if n > 0) {
+            return;
+        }
+        if tcp
+            .write_all(&frame(true, CLOSE, &close_payload(code, "bye")))
+            .await
+            .is_ok()
+        {
+            swallow(&mut tcp).await;
+        }
+    })
+    .await
+}
+
+const CLOSE: u8 = 0x8;
+
+impl Run {
+    /// Exit 0: the scenario passed (a control case: the server did nothing wrong).
+    fn assert_passed(&self, case: &str) {
+        assert!(
+            !self.stderr.contains("panicked"),
+            "{case}: the harness panicked:\n{}",
+            self.output
+        );
+        assert_eq!(self.code, Some(0), "{case}: exit code\n{}", self.output);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_codes_rfc_6455_forbids_fail_with_their_own_kind() {
+    // 1005, 1006, 1015: reserved for reporting, never sent (§7.4.1); 1004 reserved; below 1000,
+    // unassigned 1016-2999 and 5000+ are invalid (§7.4.2).
+    for (code, section) in [
+        (1005, "§7.4.1"),
+        (1006, "§7.4.1"),
+        (1015, "§7.4.1"),
+        (1004, "§7.4.1"),
+        (999, "§7.4.2"),
+        (0, "§7.4.2"),
+        (2000, "§7.4.2"),
+        (5999, "§7.4.2"),
+    ] {
+        let addr = answers_close_with(code).await;
+        let r = run("close-unanswered", addr).await;
+        r.assert_failed_with(
+            &format!("close answered with {code}"),
+            &[
+                "[close_code]",
+                &format!("with code {code}: RFC 6455 {section}"),
+            ],
+        );
+    }
+    // Valid codes pass the same scenario: the check is not a blanket refusal.
+    for code in [1000, 1001, 1011, 1014, 3000, 4999] {
+        let addr = answers_close_with(code).await;
+        run("close-unanswered", addr)
+            .await
+            .assert_passed(&format!("close answered with {code}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_substituted_close_code_is_never_reported_as_the_servers() {
+    // The server closes first with 1006: the library answers 1002 "Protocol violation" and hands
+    // that over as if the server had sent it, so `expect_close: {code: 1002}` used to pass.
+    let addr = upgrade_then_send(frame(true, CLOSE, &close_payload(1006, "gone"))).await;
+    let r = run("expect-close-1002", addr).await;
+    r.assert_failed_with(
+        "server closes with 1006",
+        &["[close_code]", "with code 1006: RFC 6455 §7.4.1"],
+    );
+    assert!(
+        !r.output.contains("Protocol violation"),
+        "the library's substitute is reported as the server's:\n{}",
+        r.output
+    );
+    // A server that really closes with 1002 passes it.
+    let addr = upgrade_then_send(frame(true, CLOSE, &close_payload(1002, "bad frame"))).await;
+    run("expect-close-1002", addr)
+        .await
+        .assert_passed("server closes with 1002");
+}
