@@ -251,6 +251,14 @@ struct Exec {
 
 type StepResultT = Result<(), Vec<Failure>>;
 
+/// `now + d`, saturating: the loader refuses durations over `MAX_DURATION`, and a deadline past
+/// what the clock can represent waits "forever" (30 years) rather than panicking.
+fn deadline_after(d: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 24 * 3600))
+}
+
 fn one(f: Failure) -> Vec<Failure> {
     vec![f]
 }
@@ -753,7 +761,7 @@ impl Exec {
         let i = self.conn_index(&s.conn).map_err(one)?;
         let m = self.compile(&s.matcher).map_err(one)?;
         let timeout = self.expect_timeout(s.timeout);
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let wanted_type = m
             .required_str(&self.checks.discriminator)
             .map(str::to_owned);
@@ -843,7 +851,7 @@ impl Exec {
     async fn expect_pong(&mut self, s: &ExpectPongStep) -> StepResultT {
         let i = self.conn_index(&s.conn).map_err(one)?;
         let timeout = self.expect_timeout(s.timeout);
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let mut seen = Vec::new();
         loop {
             let conn = &mut self.conns[i];
@@ -884,7 +892,7 @@ impl Exec {
         let i = self.conn_index(&s.conn).map_err(one)?;
         let until = self.compile(&s.until).map_err(one)?;
         let timeout = self.expect_timeout(s.timeout);
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let mut each = Vec::new();
         for e in &s.assert.each {
             each.push((e.event_type.clone(), self.compile(&e.matcher).map_err(one)?));
@@ -1097,7 +1105,7 @@ impl Exec {
     async fn expect_none(&mut self, s: &ExpectNoneStep) -> StepResultT {
         let i = self.conn_index(&s.conn).map_err(one)?;
         let m = self.compile(&s.matcher).map_err(one)?;
-        let deadline = tokio::time::Instant::now() + s.within;
+        let deadline = deadline_after(s.within);
         let mut pos = self.conns[i].cursor;
         loop {
             match self.wait_event(i, &mut pos, deadline).await {
@@ -1143,7 +1151,7 @@ impl Exec {
             None => None,
         };
         let timeout = self.expect_timeout(s.timeout);
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let expected = match &s.code {
             CloseCodeExpect::Any => "a close frame".to_owned(),
             CloseCodeExpect::Code(c) => format!("a close frame with code {c}"),
@@ -1268,7 +1276,7 @@ impl Exec {
             f.conn = Some(conn.name.clone());
             return Err(one(f));
         }
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         loop {
             let conn = &mut self.conns[i];
             if conn.close_frame.is_some() || conn.ended.is_some() {

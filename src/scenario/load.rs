@@ -171,10 +171,20 @@ impl Diagnostic for LoadError {
 // ---------------------------------------------------------------------------------------------
 // Small parsers shared with other modules.
 
-/// `200ms`, `5s`, `1m 30s` (humantime).
+/// The longest duration a suite, a scenario or a command-line option may give: 365 days. Every
+/// wait becomes a deadline (now + duration), and far larger values cannot be represented as one.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `200ms`, `5s`, `1m 30s` (humantime), at most [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("invalid duration {s:?}: {e} (write e.g. 200ms, 5s, 1m)"))
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration {s:?}: {e} (write e.g. 200ms, 5s, 1m)"))?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "duration {s:?} exceeds the maximum of 365 days (365d)"
+        ));
+    }
+    Ok(d)
 }
 
 /// `16MiB`, `512KiB`, `1MB`, `4096`, `4096B`.
