@@ -20,4 +20,5 @@ pub mod rules;
 pub mod runner;
 pub mod scenario;
 pub mod schema;
+pub mod text;
 pub mod transport;

@@ -192,3 +192,52 @@ fn the_maximum_duration_itself_runs() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_file_that_is_not_utf8_is_refused_at_its_first_bad_byte() {
+    // A scenario: line 3, after "  - sleep: " and "é" (one character, two bytes) comes 0xFF.
+    let d = TempDir::new("utf8");
+    d.write("wschat-suite.yaml", "timeouts:\n  expect: 2s\n");
+    let file = d.0.join("a.yaml");
+    std::fs::write(&file, b"name: a\nsteps:\n  - sleep: \xC3\xA9\xFF1ms\n").unwrap();
+    let out = cmd().arg("validate").arg(&d.0).output().unwrap();
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(
+        all.contains(&format!(
+            "{}:3:13: the file is not valid UTF-8: byte 0xFF at line 3, column 13",
+            file.display()
+        )),
+        "{all}"
+    );
+    // The suite config and the rules file are located the same way.
+    let d = TempDir::new("utf8-config");
+    let config = d.0.join("wschat-suite.yaml");
+    std::fs::write(&config, b"timeouts:\n  expect: \x802s\n").unwrap();
+    d.write("a.yaml", &scenario("  - sleep: 1ms\n"));
+    let out = cmd().arg("validate").arg(&d.0).output().unwrap();
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    assert!(
+        all.contains(&format!(
+            "{}:2:11: the file is not valid UTF-8: byte 0x80",
+            config.display()
+        )),
+        "{all}"
+    );
+    let d = TempDir::new("utf8-rules");
+    d.write("wschat-suite.yaml", "rules: rules.yaml\n");
+    let rules = d.0.join("rules.yaml");
+    std::fs::write(&rules, b"rules:\n  - id: x\xFE\n").unwrap();
+    d.write("a.yaml", &scenario("  - sleep: 1ms\n"));
+    let out = cmd().arg("validate").arg(&d.0).output().unwrap();
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_ne!(out.status.code(), Some(0), "{all}");
+    assert!(
+        all.contains(&format!(
+            "{}:2:10: the file is not valid UTF-8: byte 0xFE",
+            rules.display()
+        )),
+        "{all}"
+    );
+}

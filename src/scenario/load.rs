@@ -2159,9 +2159,15 @@ pub fn load_config_str(
 }
 
 fn read(path: &Path, problems: &mut Vec<Problem>) -> Option<String> {
-    match std::fs::read_to_string(path) {
+    match crate::text::read_utf8(path) {
         Ok(t) => Some(t),
-        Err(e) => {
+        Err(crate::text::ReadError::Utf8(at)) => {
+            let mut p = Problem::whole_file(path, at.to_string());
+            (p.line, p.col) = (at.line, at.col);
+            problems.push(p);
+            None
+        }
+        Err(crate::text::ReadError::Io(e)) => {
             problems.push(Problem::whole_file(path, format!("cannot read: {e}")));
             None
         }
