@@ -468,7 +468,9 @@ impl Reporter for ReportSet {
                 first_err.get_or_insert(e);
             }
         }
-        let report = std::mem::take(&mut self.collector).into_report();
+        let mut report = std::mem::take(&mut self.collector).into_report();
+        // The files say what the terminal says and the exit code does (`--fail-level`).
+        report.summary.verdict = report.summary.by_level.verdict_at(self.fail_level);
         for f in &self.files {
             if let Err(e) = f.write(&report) {
                 first_err.get_or_insert(e);
