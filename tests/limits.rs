@@ -241,3 +241,41 @@ fn a_file_that_is_not_utf8_is_refused_at_its_first_bad_byte() {
         "{all}"
     );
 }
+
+#[test]
+fn a_secret_too_short_to_redact_safely_is_refused_or_left_out_with_a_warning() {
+    let d = TempDir::new("short-secret");
+    d.write("wschat-suite.yaml", "timeouts:\n  http: 5s\n");
+    d.write(
+        "a.yaml",
+        "name: text-turn\nsteps:\n  - http: { path: /healthz, status: [200] }\n",
+    );
+    // WSCHAT_TOKEN=x used to turn the name into `te***WSCHAT_TOKEN***t-turn`.
+    let out = cmd()
+        .arg("run")
+        .arg(&d.0)
+        .env("WSCHAT_TOKEN", "x")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("PASS  text-turn"), "{stdout}");
+    assert!(!stdout.contains("***WSCHAT_TOKEN***"), "{stdout}");
+    assert!(
+        stderr.contains(
+            "warning: the value of WSCHAT_TOKEN is shorter than 8 characters and is not redacted"
+        ),
+        "{stderr}"
+    );
+    // An explicit --secret that short is a usage error that does not echo the value.
+    let out = cmd()
+        .arg("run")
+        .arg(&d.0)
+        .args(["--secret", "PIN=t"])
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("shorter than 8 characters"), "{stderr}");
+    assert!(!stderr.contains("PIN=t"), "{stderr}");
+}

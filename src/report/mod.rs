@@ -329,6 +329,9 @@ impl ReportOptions {
         if self.env_secrets {
             redactor.add_env_tokens();
         }
+        for w in redactor.warnings() {
+            eprintln!("{w}");
+        }
         let mut reporters: Vec<Box<dyn Reporter>> = Vec::new();
         if self.terminal {
             let mut t = TerminalReporter::stdout(self.color)
