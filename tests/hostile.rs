@@ -683,3 +683,110 @@ async fn a_substituted_close_code_is_never_reported_as_the_servers() {
         .await
         .assert_passed("server closes with 1002");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Diagnoses: refusals and a TLS port named for what they likely are
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_seen_in_the_field_name_their_likely_cause() {
+    let cases = [
+        // uvicorn's answer when no WebSocket route matches, or the handler closed before accept().
+        (
+            "HTTP/1.1 403 Forbidden\r\nserver: uvicorn\r\ncontent-length: 0\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n\r\n",
+            "hint: the server is uvicorn, and an empty-body 403 is what Starlette/FastAPI answers a WebSocket upgrade with when no WebSocket route matches the path, or when the handler closed the socket before calling accept()",
+        ),
+        (
+            "HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            "hint: an empty-body 403 is what Starlette/FastAPI answers",
+        ),
+        // An auth middleware or dependency (FastAPI's HTTPException body).
+        (
+            "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: 30\r\nconnection: close\r\n\r\n{\"detail\":\"Not authenticated\"}",
+            "hint: a {\"detail\": ...} body is what a FastAPI/Starlette HTTPException sends: an auth dependency or middleware likely refused the upgrade",
+        ),
+        (
+            "HTTP/1.1 404 Not Found\r\ncontent-length: 9\r\nconnection: close\r\n\r\nNot Found",
+            "hint: nothing answers WebSocket upgrades at this path",
+        ),
+        (
+            "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 21\r\nconnection: close\r\n\r\nInternal Server Error",
+            "hint: the server failed before accepting the WebSocket (an exception in the handler",
+        ),
+    ];
+    for (response, hint) in cases {
+        let addr = http_responder(response.to_owned()).await;
+        let r = run("connect-expect", addr).await;
+        r.assert_failed_with(&format!("refusal: {hint}"), &["[handshake]", hint]);
+    }
+    // A 403 with a body of its own is the server's word: no guess is added to it.
+    let addr = http_responder(
+        "HTTP/1.1 403 Forbidden\r\ncontent-length: 13\r\nconnection: close\r\n\r\norigin denied"
+            .to_owned(),
+    )
+    .await;
+    let r = run("connect-expect", addr).await;
+    r.assert_failed_with("403 with a body", &["origin denied"]);
+    assert!(!r.output.contains("hint:"), "{}", r.output);
+}
+
+/// A certificate resolver with no certificate: enough for a real TLS stack to refuse what is not
+/// TLS at all, with the alert it sends for that.
+#[derive(Debug)]
+struct NoCertificate;
+
+impl rustls::server::ResolvesServerCert for NoCertificate {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        None
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_port_answering_ws_is_named_as_such() {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("default versions")
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(NoCertificate)),
+    );
+    let addr = serve(move |mut tcp| {
+        let config = config.clone();
+        async move {
+            // rustls reads the plain-text upgrade request as TLS, fails, and queues its alert.
+            let mut conn = rustls::ServerConnection::new(config).expect("server connection");
+            let mut buf = vec![0u8; 4096];
+            let Ok(n) = tcp.read(&mut buf).await else {
+                return;
+            };
+            let _ = conn.read_tls(&mut &buf[..n]);
+            assert!(conn.process_new_packets().is_err(), "HTTP is not TLS");
+            let mut alert = Vec::new();
+            while conn.wants_write() {
+                if conn.write_tls(&mut alert).is_err() {
+                    break;
+                }
+            }
+            assert_eq!(
+                alert.first(),
+                Some(&0x15),
+                "a TLS alert record: {alert:02x?}"
+            );
+            let _ = tcp.write_all(&alert).await;
+            let _ = tcp.shutdown().await;
+        }
+    })
+    .await;
+    let r = run("connect-expect", addr).await;
+    r.assert_failed_with(
+        "TLS alert",
+        &[
+            "the server answered with a TLS alert record (15 03 0",
+            "this port speaks TLS, use wss:// instead of ws://",
+        ],
+    );
+    assert!(!r.output.contains("\\u{15}"), "{}", r.output);
+}

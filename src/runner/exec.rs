@@ -559,6 +559,9 @@ impl Exec {
                             "expected the upgrade to be refused with {}, got {}",
                             refusal.status, r.status_line
                         );
+                        if let Some(h) = r.hint() {
+                            f.detail.insert(1, format!("hint: {h}"));
+                        }
                         f.expected = Some(format!("HTTP {}", refusal.status));
                         return Err(f);
                     }
@@ -595,6 +598,9 @@ impl Exec {
                 if let ConnectError::Refused(r) = &e {
                     f.expected = Some("101 Switching Protocols".into());
                     f.detail.push(format!("url: {shown}"));
+                    if let Some(h) = r.hint() {
+                        f.detail.push(format!("hint: {h}"));
+                    }
                     f.detail.extend(r.header_lines());
                 }
                 return Err(f);

@@ -74,6 +74,36 @@ pub struct Refusal {
 }
 
 impl Refusal {
+    /// The likely cause of a refusal, from the shapes real servers answer with; a hint worded
+    /// as one (the status and body are always shown beside it), `None` when nothing is known.
+    pub fn hint(&self) -> Option<String> {
+        let header = |name: &str| {
+            self.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        let uvicorn = header("server").is_some_and(|s| s.to_ascii_lowercase().contains("uvicorn"));
+        let detail = self
+            .json
+            .as_ref()
+            .and_then(|j| j.as_object())
+            .is_some_and(|o| o.contains_key("detail"));
+        let body_empty = self.body.trim().is_empty();
+        let hint = match self.status {
+            403 if body_empty => format!(
+                "{}an empty-body 403 is what Starlette/FastAPI answers a WebSocket upgrade with when no WebSocket route matches the path, or when the handler closed the socket before calling accept(); check the connect path and that the handler accepts first",
+                if uvicorn { "the server is uvicorn, and " } else { "" }
+            ),
+            401 | 403 if detail => "a {\"detail\": ...} body is what a FastAPI/Starlette HTTPException sends: an auth dependency or middleware likely refused the upgrade before the WebSocket handler ran; check the credentials the connect step sends (Authorization header, token query parameter)".to_owned(),
+            401 => "the server wants credentials on the upgrade request itself: check the Authorization header or token query parameter the connect step sends".to_owned(),
+            404 => "nothing answers WebSocket upgrades at this path: check the connect step's path and the --target base URL".to_owned(),
+            500 => "the server failed before accepting the WebSocket (an exception in the handler, or in a dependency run before accept()); its log should name the error".to_owned(),
+            _ => return None,
+        };
+        Some(hint)
+    }
+
     /// Headers as `name: value` lines, for failure details.
     pub fn header_lines(&self) -> Vec<String> {
         self.headers
@@ -371,9 +401,12 @@ async fn connect_inner(
         let tls = tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)
             .await
-            .map_err(|e| ConnectError::Tls {
-                url: shown.clone(),
-                message: crate::transport::http::error_chain(&e),
+            .map_err(|e| {
+                let message = crate::transport::http::error_chain(&e);
+                ConnectError::Tls {
+                    url: shown.clone(),
+                    message: format!("{message}{}", tls_hint(&message)),
+                }
             })?;
         MaybeTlsStream::Rustls(tls)
     } else {
@@ -519,6 +552,14 @@ async fn read_response_head<S: AsyncRead + Unpin>(
             .read(&mut chunk)
             .await
             .map_err(|e| format!("reading the response: {e}"))?;
+        if buf.is_empty() && n > 0 {
+            if let Some(what) = tls_record(&chunk[..n]) {
+                return Err(format!(
+                    "the server answered with a TLS {what} record ({}), not HTTP: this port speaks TLS, use wss:// instead of ws://",
+                    hex_prefix(&chunk[..n], 7)
+                ));
+            }
+        }
         if n == 0 {
             return Err(if buf.is_empty() {
                 "the server closed the connection without answering the upgrade request".into()
@@ -560,6 +601,36 @@ async fn read_response_head<S: AsyncRead + Unpin>(
         },
         leftover,
     ))
+}
+
+/// What a TLS record starting `bytes` is (`alert`, `handshake`), when it is one: content type
+/// 21 or 22, then a TLS version 3.0-3.4 (RFC 8446 §5.1). An HTTP answer starts with `HTTP/`.
+fn tls_record(bytes: &[u8]) -> Option<&'static str> {
+    match bytes {
+        [t @ (0x15 | 0x16), 0x03, 0x00..=0x04, ..] => {
+            Some(if *t == 0x15 { "alert" } else { "handshake" })
+        }
+        _ => None,
+    }
+}
+
+/// The first `n` bytes in hex (`15 03 03 00 02`).
+fn hex_prefix(bytes: &[u8], n: usize) -> String {
+    bytes
+        .iter()
+        .take(n)
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A hint for a failed TLS handshake whose cause is likely a plain (non-TLS) server.
+fn tls_hint(message: &str) -> &'static str {
+    if message.contains("InvalidContentType") || message.contains("corrupt message") {
+        " (the answer was not TLS: if this port serves plain HTTP, use ws:// instead of wss://)"
+    } else {
+        ""
+    }
 }
 
 /// Reads a refusal's body (Content-Length, chunked, or to EOF), bounded in size; a body cut short
@@ -1074,6 +1145,42 @@ mod tests {
             .header_lines()
             .iter()
             .any(|h| h == "content-type: application/json"));
+    }
+
+    #[tokio::test]
+    async fn wss_to_a_plain_http_port_suggests_ws() {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = tcp.read(&mut buf).await;
+            let _ = tcp
+                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                .await;
+            let _ = tcp.shutdown().await;
+        });
+        let err = connect(&req(format!("wss://localhost:{}/", addr.port())))
+            .await
+            .err()
+            .expect("no TLS");
+        assert!(matches!(err, ConnectError::Tls { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("use ws:// instead of wss://"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn tls_records_are_recognised_and_http_is_not() {
+        assert_eq!(
+            tls_record(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32]),
+            Some("alert")
+        );
+        assert_eq!(tls_record(&[0x16, 0x03, 0x01, 0x00]), Some("handshake"));
+        assert_eq!(tls_record(b"HTTP/1.1 200 OK"), None);
+        assert_eq!(tls_record(&[0x15]), None);
     }
 
     #[tokio::test]
