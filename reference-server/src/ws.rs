@@ -173,6 +173,7 @@ fn owner_claims(owner: &str) -> Claims {
         sub: owner.to_owned(),
         exp: 0,
         iat: None,
+        nbf: None,
         admin: None,
     }
 }

@@ -130,6 +130,15 @@ fn bad_tokens(srv: &Srv, owner: &str) -> Vec<BadToken> {
             token: hs256(secret, &json!({"sub": owner})),
             code: "AUTH_INVALID",
         },
+        // RFC 7519 §4.1.5: not to be accepted before `nbf` (an hour ahead, far beyond the leeway).
+        BadToken {
+            name: "not valid yet (nbf)",
+            token: hs256(
+                secret,
+                &json!({"sub": owner, "exp": exp + 3600, "nbf": now() + 3600}),
+            ),
+            code: "AUTH_INVALID",
+        },
         BadToken {
             name: "no sub",
             token: hs256(secret, &json!({"exp": exp})),

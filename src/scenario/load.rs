@@ -35,6 +35,7 @@ pub const VAR_PREFIXES: &[&str] = &[
     "jwt",
     "jwt_admin",
     "jwt_expired",
+    "jwt_not_yet_valid",
     "jwt_bad_signature",
     "jwt_none",
 ];
