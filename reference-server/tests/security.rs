@@ -748,3 +748,158 @@ async fn a_slow_reader_does_not_stall_the_server() {
     drop(stalled);
     assert_still_serving(&srv).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Slow request heads (slowloris) and settings no deadline can hold.
+
+/// Opens a connection and sends the start of a request head that never ends.
+async fn slow_head(srv: &Srv) -> TcpStream {
+    let mut s = TcpStream::connect(srv.handle.local_addr()).await.unwrap();
+    s.write_all(b"GET /api/v1/chat/ws/slow HTTP/1.1\r\nHost: slow\r\n")
+        .await
+        .unwrap();
+    s
+}
+
+/// Reads until the server closes the connection (bounded by `WAIT`); whatever it sent first (a
+/// 408 answer, say) is returned.
+async fn until_closed(s: &mut TcpStream, what: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}: the server kept the connection open for {WAIT:?}"));
+    out
+}
+
+/// Still open: nothing to read yet and no end of stream (checked without waiting).
+fn still_open(s: &TcpStream) -> bool {
+    let mut buf = [0u8; 16];
+    matches!(s.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_request_head_is_cut_and_a_fresh_client_is_still_served() {
+    let srv = start(Config {
+        header_read_timeout: std::time::Duration::from_millis(300),
+        ..Config::default()
+    })
+    .await;
+    let mut s = slow_head(&srv).await;
+    // The attack's pace: one more header line every 100 ms, for far longer than the timeout
+    // (bounded: 200 lines). The head is never completed.
+    let (mut rd, mut wr) = s.split();
+    let trickle = async {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+        for i in 0..200 {
+            tick.tick().await;
+            if wr
+                .write_all(format!("X-Slow-{i}: a\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    };
+    let mut buf = [0u8; 1024];
+    let closed = async {
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::select! {
+        _ = closed => {}
+        _ = trickle => panic!("the trickled head was never cut"),
+        _ = tokio::time::sleep(WAIT) => panic!("the slow head was still open after {WAIT:?}"),
+    }
+    drop(s);
+    assert_still_serving(&srv).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_unfinished_heads_close_the_oldest_and_fresh_clients_are_still_served() {
+    // A long header timeout: here it is the cap that cuts, not the clock.
+    let srv = start(Config {
+        header_read_timeout: std::time::Duration::from_secs(60),
+        max_pending_heads: 4,
+        ..Config::default()
+    })
+    .await;
+    let mut slow = Vec::new();
+    for _ in 0..5 {
+        slow.push(slow_head(&srv).await);
+    }
+    // The fifth made the first one, the oldest, give way.
+    until_closed(&mut slow[0], "the oldest unfinished head").await;
+    for (i, s) in slow.iter().enumerate().skip(1) {
+        assert!(still_open(s), "unfinished head {i} was closed too");
+    }
+    // A client that sends its head promptly is served while the slow ones still wait.
+    let r = srv.http.get(srv.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_still_serving(&srv).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durations_no_deadline_can_hold_are_refused_at_startup() {
+    instruments();
+    let huge = std::time::Duration::from_secs(9_223_372_036_854_775_808);
+    for (name, config) in [
+        (
+            "idle_timeout",
+            Config {
+                idle_timeout: huge,
+                ..Config::default()
+            },
+        ),
+        (
+            "auth_timeout",
+            Config {
+                auth_timeout: huge,
+                ..Config::default()
+            },
+        ),
+        (
+            "reply_timeout",
+            Config {
+                reply_timeout: huge,
+                ..Config::default()
+            },
+        ),
+        (
+            "header_read_timeout",
+            Config {
+                header_read_timeout: huge,
+                ..Config::default()
+            },
+        ),
+    ] {
+        let e = match reference_server::start(config).await {
+            Ok(_) => panic!("{name} = 2^63 s was accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            e.contains(name) && e.contains("more than the maximum of 365 days"),
+            "{name}: {e}"
+        );
+    }
+    // The longest allowed value serves a whole session without a panicking socket task.
+    let srv = start(Config {
+        idle_timeout: reference_server::config::MAX_DURATION,
+        auth_timeout: reference_server::config::MAX_DURATION,
+        ..Config::default()
+    })
+    .await;
+    assert_still_serving(&srv).await;
+}

@@ -251,6 +251,8 @@ pub async fn run_load(
     let embedded = reference_server::Config {
         token_pace: Duration::ZERO,
         max_connections_per_user: usize::MAX / 2,
+        // A burst of thousands of connects may all wait for their head at the same moment.
+        max_pending_heads: usize::MAX / 2,
         ..Default::default()
     };
     let mut prepared = Prepared::new(suite, &opts, embedded).await?;
