@@ -40,6 +40,11 @@ pub struct Config {
     pub rate_burst: u32,
     /// Open sockets one user may hold at once (handshake authentication only).
     pub max_connections_per_user: usize,
+    /// Origins a WebSocket upgrade may come from (`https://app.example.com`). Empty: every origin
+    /// (the default, for non-browser clients). When set, an upgrade whose `Origin` header is
+    /// present and not listed is refused with 403 `ORIGIN_NOT_ALLOWED`; one without `Origin`
+    /// (not a browser) is not affected.
+    pub allowed_origins: Vec<String>,
     /// With a folder, sessions, history and skills are persisted there (redb) and survive a restart.
     pub data_dir: Option<PathBuf>,
     /// Enables `POST /api/v1/dev/token` and the token button of the test page.
@@ -64,6 +69,7 @@ impl Default for Config {
             rate_limit_per_sec: 20,
             rate_burst: 40,
             max_connections_per_user: 16,
+            allowed_origins: Vec::new(),
             data_dir: None,
             dev: false,
             fault: None,
@@ -72,6 +78,20 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Whether an upgrade with this `Origin` header (`None`: none sent) may proceed.
+    pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
+        let Some(origin) = origin else {
+            return true;
+        };
+        if self.allowed_origins.is_empty() {
+            return true;
+        }
+        // Scheme and host are case-insensitive (RFC 6454 §6.1 serializes them in lower case).
+        let norm = |o: &str| o.trim().trim_end_matches('/').to_ascii_lowercase();
+        let origin = norm(origin);
+        self.allowed_origins.iter().any(|a| norm(a) == origin)
+    }
+
     /// Checks the combinations that would make the server misbehave rather than fail loudly.
     pub fn validate(&self) -> Result<(), String> {
         if self.hard_max_message_bytes < self.max_message_bytes {
@@ -114,6 +134,15 @@ impl Config {
                     humantime::format_duration(d)
                 ));
             }
+        }
+        if let Some(bad) = self
+            .allowed_origins
+            .iter()
+            .find(|o| !o.contains("://") && o.as_str() != "null")
+        {
+            return Err(format!(
+                "allowed origin '{bad}' is not an origin: write scheme://host[:port], e.g. https://app.example.com"
+            ));
         }
         if let Some(name) = &self.fault {
             name.parse::<crate::fault::Fault>()
@@ -164,6 +193,22 @@ mod tests {
             ..Config::default()
         };
         assert!(c.validate().unwrap_err().contains("max_pending_heads"));
+    }
+
+    #[test]
+    fn origins_are_checked_only_with_an_allow_list() {
+        let mut c = Config::default();
+        assert!(c.origin_allowed(Some("https://evil.example")));
+        assert!(c.origin_allowed(None));
+        c.allowed_origins = vec!["https://App.example.com/".into()];
+        assert!(c.validate().is_ok());
+        assert!(c.origin_allowed(Some("https://app.example.com")));
+        assert!(!c.origin_allowed(Some("https://evil.example")));
+        assert!(!c.origin_allowed(Some("null")));
+        assert!(!c.origin_allowed(Some("http://app.example.com")));
+        assert!(c.origin_allowed(None), "non-browser clients send no Origin");
+        c.allowed_origins = vec!["app.example.com".into()];
+        assert!(c.validate().unwrap_err().contains("not an origin"));
     }
 
     #[test]

@@ -74,6 +74,10 @@ struct ServeArgs {
     /// Open sockets per user.
     #[arg(long, default_value_t = 16)]
     max_connections_per_user: usize,
+    /// An origin WebSocket upgrades may come from (repeatable, e.g. https://app.example.com);
+    /// without any, every origin may (for non-browser clients). Upgrades without Origin always may.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    allowed_origins: Vec<String>,
     /// Persist sessions, history and skills in this folder.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -149,6 +153,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             rate_limit_per_sec: args.rate_limit_per_sec,
             rate_burst: args.rate_burst,
             max_connections_per_user: args.max_connections_per_user,
+            allowed_origins: args.allowed_origins,
             data_dir: args.data_dir,
             dev: args.dev,
             fault: args.fault,

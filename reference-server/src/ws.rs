@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
@@ -45,7 +45,7 @@ const TURN_STOP_GRACE: Duration = Duration::from_secs(2);
 /// `GET /api/v1/chat/ws/{session_id}`.
 pub async fn ws_handler(
     State(state): State<Arc<AppState>>,
-    Path(session_id): Path<String>,
+    session_id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -68,6 +68,25 @@ pub async fn ws_handler(
             "the query string is malformed",
         )
         .into_response();
+    };
+    // Cross-site WebSocket hijacking: a browser page of another origin opening a socket.
+    let origin = headers
+        .get(http::header::ORIGIN)
+        .map(|o| o.to_str().unwrap_or("(not text)"));
+    if !state.config.origin_allowed(origin) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "ORIGIN_NOT_ALLOWED",
+            format!(
+                "origin '{}' may not open a WebSocket here",
+                origin.unwrap_or_default()
+            ),
+        )
+        .into_response();
+    }
+    let session_id = match crate::rest::session_id(session_id) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
     };
     if state.is_shutting_down() {
         return ApiError::new(

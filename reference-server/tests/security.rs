@@ -903,3 +903,73 @@ async fn durations_no_deadline_can_hold_are_refused_at_startup() {
     .await;
     assert_still_serving(&srv).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Origin allow-list.
+
+/// An upgrade request for `session` as `user` with this `Origin` header (`None`: none).
+fn with_origin(
+    srv: &Srv,
+    session: &str,
+    user: &str,
+    origin: Option<&str>,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    let mut req = srv.ws_path(session).into_client_request().unwrap();
+    req.headers_mut().insert(
+        http::header::AUTHORIZATION,
+        format!("Bearer {}", srv.token(user)).parse().unwrap(),
+    );
+    if let Some(o) = origin {
+        req.headers_mut()
+            .insert(http::header::ORIGIN, o.parse().unwrap());
+    }
+    req
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_origin_is_refused_only_with_an_allow_list() {
+    // Off by default: non-browser clients (and the bundled suite) send any Origin or none.
+    let srv = start(Config::default()).await;
+    let session = srv.create_session("owner").await;
+    let mut c = common::Client::connect(with_origin(
+        &srv,
+        &session,
+        "owner",
+        Some("https://evil.example"),
+    ))
+    .await
+    .expect("accepted without an allow-list");
+    c.expect_type("connected").await;
+    c.close().await;
+
+    let srv = start(Config {
+        allowed_origins: vec!["https://app.example.com".into()],
+        ..Config::default()
+    })
+    .await;
+    let session = srv.create_session("owner").await;
+    let (status, body) = refused(with_origin(
+        &srv,
+        &session,
+        "owner",
+        Some("https://evil.example"),
+    ))
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("ORIGIN_NOT_ALLOWED")),
+        "{body}"
+    );
+    for origin in [
+        Some("https://app.example.com"),
+        Some("https://APP.example.com"),
+        None,
+    ] {
+        let mut c = common::Client::connect(with_origin(&srv, &session, "owner", origin))
+            .await
+            .unwrap_or_else(|e| panic!("origin {origin:?} refused: {e}"));
+        c.expect_type("connected").await;
+        c.close().await;
+    }
+    assert_still_serving(&srv).await;
+}
