@@ -25,7 +25,8 @@ use crate::auth::{self, strip_bearer, AuthError, Claims};
 use crate::fault::{self, Fault};
 use crate::model;
 use crate::protocol::{
-    closing_event, error_event, parse_client_message, pong_event, ClientMessage, PROTOCOL,
+    closing_event, error_event, parse_client_message, pong_event, pong_text, ClientMessage,
+    PROTOCOL,
 };
 use crate::rest::ApiError;
 use crate::state::{AppState, ConnGuard, Outgoing, UserSlot};
@@ -471,7 +472,7 @@ impl Connection {
                 }
                 Err(e) => self.send_error(e.code, &e.message).await,
                 Ok(m) => {
-                    if let Some(end) = self.handle(m).await {
+                    if let Some(end) = self.handle(m, text.as_str()).await {
                         return end;
                     }
                 }
@@ -548,7 +549,8 @@ impl Connection {
         None
     }
 
-    async fn handle(&mut self, msg: ClientMessage) -> Option<End> {
+    /// `frame`: the text the message was parsed from (a `pong` echoes the nonce's exact text).
+    async fn handle(&mut self, msg: ClientMessage, frame: &str) -> Option<End> {
         match msg {
             ClientMessage::Message { content, client_id } => {
                 return self.start_turn(content, client_id).await
@@ -565,7 +567,10 @@ impl Connection {
                 Some(Fault::PongWrongNonce) => {
                     self.send(pong_event(fault::double_encoded(nonce))).await
                 }
-                _ => self.send(pong_event(nonce)).await,
+                _ => {
+                    let pong = pong_text(frame, nonce.as_ref());
+                    let _ = self.out.send(Outgoing::Text(pong)).await;
+                }
             },
             ClientMessage::Cancel { turn_id } => {
                 let slot = self.turn_slot.lock().await;

@@ -501,3 +501,37 @@ async fn resume_after_reconnect() {
     );
     assert_eq!(h["title"], "test");
 }
+
+#[tokio::test]
+async fn pong_carries_the_nonce_exactly_as_sent() {
+    use futures_util::StreamExt;
+    let srv = default_server().await;
+    let (_s, mut c) = srv.new_chat("alice").await;
+    // Beyond 64 bits, written with a fraction or an exponent: still integers for the schema, and
+    // the same JSON value only if the text comes back unchanged.
+    for nonce in [
+        "18446744073709551616",
+        "7.0",
+        "1e2",
+        "123456789012345678901234567890",
+    ] {
+        c.ws.send(Message::text(format!(
+            r#"{{"type":"ping","nonce":{nonce}}}"#
+        )))
+        .await
+        .unwrap();
+        let text = tokio::time::timeout(WAIT, async {
+            loop {
+                match c.ws.next().await {
+                    Some(Ok(Message::Text(t))) => break t.as_str().to_owned(),
+                    Some(Ok(_)) => continue,
+                    other => panic!("socket ended: {other:?}"),
+                }
+            }
+        })
+        .await
+        .expect("pong in time");
+        assert_eq!(text, format!(r#"{{"type":"pong","nonce":{nonce}}}"#));
+    }
+    c.close().await;
+}
