@@ -973,3 +973,58 @@ async fn a_foreign_origin_is_refused_only_with_an_allow_list() {
     }
     assert_still_serving(&srv).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Behaviour PROTOCOL.md states about frames and closes (section 7, section 8).
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_apply_to_the_whole_message_not_to_each_fragment() {
+    let srv = start(Config::default()).await;
+    let mut s = raw_connected(&srv, "fragments").await;
+    // Two fragments of 40,000 bytes: each under the 65,536-byte soft limit, the message over it.
+    let piece = vec![b'x'; 40_000];
+    let mut first = frame(0x1, &piece, true, piece.len() as u64);
+    first[0] &= 0x7f; // not FIN
+    let last = frame(0x0, &piece, true, piece.len() as u64);
+    s.write_all(&first).await.unwrap();
+    s.write_all(&last).await.unwrap();
+    let (opcode, body) = tokio::time::timeout(WAIT, read_frame(&mut s))
+        .await
+        .expect("an answer in time")
+        .expect("the socket stays open");
+    assert_eq!(opcode, 0x1);
+    let ev: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(ev["code"], "MESSAGE_TOO_LARGE", "{ev}");
+    assert!(
+        ev["message"].as_str().unwrap().contains("80000 bytes"),
+        "{ev}"
+    );
+    assert_still_serving(&srv).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_close_is_answered_with_its_own_code_and_reason() {
+    let srv = start(Config::default()).await;
+    for (code, reason) in [(1000u16, ""), (1001, "going away"), (4321, "bye")] {
+        let mut s = raw_connected(&srv, "closer").await;
+        let mut payload = code.to_be_bytes().to_vec();
+        payload.extend_from_slice(reason.as_bytes());
+        s.write_all(&frame(0x8, &payload, true, payload.len() as u64))
+            .await
+            .unwrap();
+        let answer = tokio::time::timeout(WAIT, async {
+            loop {
+                match read_frame(&mut s).await {
+                    Some((0x8, p)) => break Some(p),
+                    Some(_) => continue,
+                    None => break None,
+                }
+            }
+        })
+        .await
+        .expect("the close is answered in time")
+        .expect("a close frame, not a dropped connection");
+        assert_eq!(answer, payload, "close {code} {reason:?}");
+    }
+    assert_still_serving(&srv).await;
+}
