@@ -99,14 +99,21 @@ impl Drop for HeadSlot {
 /// Accepts until shutdown, then waits for the HTTP connections still being served (upgraded
 /// sockets are not among them: the socket tasks close them themselves).
 pub(crate) async fn serve(listener: TcpListener, app: Router, state: Arc<AppState>, reset: bool) {
-    let pending = PendingHeads::new(state.config.max_pending_heads);
-    let header_read_timeout = state.config.header_read_timeout;
+    let conns = Conns {
+        pending: PendingHeads::new(state.config.max_pending_heads),
+        header_read_timeout: state.config.header_read_timeout,
+        app,
+        state: state.clone(),
+        reset,
+    };
     let shutdown = stopped(state.shutdown.subscribe());
     tokio::pin!(shutdown);
     // Every connection task holds a receiver; `closed()` resolves when the last one is gone.
     let (close_tx, close_rx) = watch::channel(());
     loop {
         let tcp = tokio::select! {
+            // A connection that is ready is taken before the shutdown is noticed.
+            biased;
             r = listener.accept() => match r {
                 Ok((tcp, _)) => tcp,
                 Err(e) => {
@@ -119,17 +126,48 @@ pub(crate) async fn serve(listener: TcpListener, app: Router, state: Arc<AppStat
             },
             _ = &mut shutdown => break,
         };
+        conns.spawn(tcp, close_rx.clone());
+    }
+    // Connections that reached the server before the shutdown began (queued in the kernel, not
+    // yet seen by the runtime) are still served: an upgrade among them gets 503 `SHUTTING_DOWN`
+    // rather than a reset. The listener is non-blocking, so this ends at the first empty accept.
+    if let Ok(std_listener) = listener.into_std() {
+        while let Ok((tcp, _)) = std_listener.accept() {
+            let tcp = tcp
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::TcpStream::from_std(tcp));
+            if let Ok(tcp) = tcp {
+                conns.spawn(tcp, close_rx.clone());
+            }
+        }
+    }
+    drop(close_rx);
+    close_tx.closed().await;
+}
+
+/// What every connection task needs.
+struct Conns {
+    pending: Arc<PendingHeads>,
+    header_read_timeout: Duration,
+    app: Router,
+    state: Arc<AppState>,
+    reset: bool,
+}
+
+impl Conns {
+    /// Serves one accepted connection on its own task; `close_rx` is dropped when it ends.
+    fn spawn(&self, tcp: tokio::net::TcpStream, close_rx: watch::Receiver<()>) {
         // Without TCP_NODELAY, Nagle holds each small event frame until the client's delayed ACK
         // (~40 ms on Linux): a zero-pace turn took ~45 ms to its first token instead of ~0.1 ms.
         let _ = tcp.set_nodelay(true);
-        if reset {
+        if self.reset {
             // `tcp-reset`: dropping the socket sends RST instead of FIN.
             let _ = tcp.set_zero_linger();
         }
-        let (slot, mut cut) = pending.admit();
-        let router = app.clone();
-        let conn_shutdown = stopped(state.shutdown.subscribe());
-        let close_rx = close_rx.clone();
+        let (slot, mut cut) = self.pending.admit();
+        let router = self.app.clone();
+        let conn_shutdown = stopped(self.state.shutdown.subscribe());
+        let header_read_timeout = self.header_read_timeout;
         tokio::spawn(async move {
             let slot = Arc::new(slot);
             let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
@@ -164,7 +202,11 @@ pub(crate) async fn serve(listener: TcpListener, app: Router, state: Arc<AppStat
                         // The head is complete (the slot left the count).
                         Err(_) => head_done = true,
                     },
-                    _ = &mut conn_shutdown, if !draining => {
+                    // Only once the head is in: hyper closes a connection at once if it has not
+                    // read anything yet, and a request already on its way (an upgrade sent just
+                    // before the shutdown) must get its answer, 503 `SHUTTING_DOWN`. A head that
+                    // never completes is still cut by the header-read timeout.
+                    _ = &mut conn_shutdown, if !draining && head_done => {
                         draining = true;
                         conn.as_mut().graceful_shutdown();
                     }
@@ -173,9 +215,6 @@ pub(crate) async fn serve(listener: TcpListener, app: Router, state: Arc<AppStat
             drop(close_rx);
         });
     }
-    drop(listener);
-    drop(close_rx);
-    close_tx.closed().await;
 }
 
 /// Resolves once the server is shutting down.
