@@ -718,6 +718,14 @@ async fn refusals_seen_in_the_field_name_their_likely_cause() {
         let r = run("connect-expect", addr).await;
         r.assert_failed_with(&format!("refusal: {hint}"), &["[handshake]", hint]);
     }
+    // A refusal in the protocol's error shape explains itself: no guess is added to it.
+    let addr = http_responder(
+        "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 58\r\nconnection: close\r\n\r\n{\"error\":{\"code\":\"SESSION_NOT_FOUND\",\"message\":\"no such\"}}".to_owned(),
+    )
+    .await;
+    let r = run("connect-expect", addr).await;
+    r.assert_failed_with("404 in the error shape", &["SESSION_NOT_FOUND"]);
+    assert!(!r.output.contains("hint:"), "{}", r.output);
     // A 403 with a body of its own is the server's word: no guess is added to it.
     let addr = http_responder(
         "HTTP/1.1 403 Forbidden\r\ncontent-length: 13\r\nconnection: close\r\n\r\norigin denied"

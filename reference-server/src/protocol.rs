@@ -247,7 +247,8 @@ pub fn pong_text(frame: &str, nonce: Option<&Value>) -> String {
     }
     match serde_json::from_str::<RawPing<'_>>(frame) {
         Ok(RawPing { nonce: Some(raw) }) if nonce.is_some() => {
-            format!(r#"{{"type":"pong","nonce":{}}}"#, raw.get())
+            // Keys in the order serde_json writes every other event's (sorted).
+            format!(r#"{{"nonce":{},"type":"pong"}}"#, raw.get())
         }
         // No nonce, or a frame the struct cannot read (a duplicate key: the parser kept the last
         // value, and so does this).
@@ -373,7 +374,7 @@ mod tests {
                 panic!("{frame} is a ping");
             };
             let pong = pong_text(&frame, parsed.as_ref());
-            assert_eq!(pong, format!(r#"{{"type":"pong","nonce":{nonce}}}"#));
+            assert_eq!(pong, format!(r#"{{"nonce":{nonce},"type":"pong"}}"#));
             let v: Value = serde_json::from_str(&pong).unwrap();
             assert_eq!(v["type"], "pong");
         }
@@ -381,7 +382,7 @@ mod tests {
         // Whitespace around the value is not part of it.
         assert_eq!(
             pong_text(r#"{"type":"ping","nonce" :  42 }"#, Some(&json!(42))),
-            r#"{"type":"pong","nonce":42}"#
+            r#"{"nonce":42,"type":"pong"}"#
         );
         // A duplicate key: the value the parser kept.
         let dup = r#"{"type":"ping","nonce":1,"nonce":2}"#;

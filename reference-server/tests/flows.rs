@@ -531,7 +531,7 @@ async fn pong_carries_the_nonce_exactly_as_sent() {
         })
         .await
         .expect("pong in time");
-        assert_eq!(text, format!(r#"{{"type":"pong","nonce":{nonce}}}"#));
+        assert_eq!(text, format!(r#"{{"nonce":{nonce},"type":"pong"}}"#));
     }
     c.close().await;
 }

@@ -90,6 +90,14 @@ impl Refusal {
             .and_then(|j| j.as_object())
             .is_some_and(|o| o.contains_key("detail"));
         let body_empty = self.body.trim().is_empty();
+        // A body in the protocol's error shape names the reason itself: no guess is added.
+        if self
+            .json
+            .as_ref()
+            .is_some_and(|j| j.get("error").is_some_and(Value::is_object))
+        {
+            return None;
+        }
         let hint = match self.status {
             403 if body_empty => format!(
                 "{}an empty-body 403 is what Starlette/FastAPI answers a WebSocket upgrade with when no WebSocket route matches the path, or when the handler closed the socket before calling accept(); check the connect path and that the handler accepts first",
