@@ -215,7 +215,7 @@ pub struct RunArgs {
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
     /// Default timeout of `expect`, `collect` and other waits (overrides the suite's).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::scenario::load::parse_duration)]
     pub timeout: Option<Duration>,
     /// Only scenarios whose name matches this glob (`*`, `?`); repeatable, any may match.
     #[arg(long, value_name = "GLOB")]
@@ -258,16 +258,16 @@ pub struct ServeArgs {
     #[arg(long, env = "WSCHAT_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
     /// Pause between tokens.
-    #[arg(long, default_value = "30ms", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30ms", value_parser = crate::scenario::load::parse_duration)]
     pub token_pace: Duration,
     /// Deadline of first-message authentication.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = crate::scenario::load::parse_duration)]
     pub auth_timeout: Duration,
     /// Idle time after which a socket is closed with 4000.
-    #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "300s", value_parser = crate::scenario::load::parse_duration)]
     pub idle_timeout: Duration,
     /// How long a turn waits for a confirmation or human reply.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = crate::scenario::load::parse_duration)]
     pub reply_timeout: Duration,
     /// Soft frame limit (MESSAGE_TOO_LARGE).
     #[arg(long, default_value_t = 65_536)]
@@ -298,7 +298,7 @@ pub struct TokenArgs {
     #[arg(long, env = "WSCHAT_JWT_SECRET", hide_env_values = true)]
     pub secret: String,
     /// Lifetime.
-    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1h", value_parser = crate::scenario::load::parse_duration)]
     pub ttl: Duration,
     /// An extra claim, repeatable: `--claim tenant=acme --claim scope='["chat"]'`. A VALUE that
     /// parses as JSON is used as JSON (numbers, booleans, arrays, objects), anything else as a string.

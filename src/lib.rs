@@ -22,4 +22,5 @@ pub mod rules;
 pub mod runner;
 pub mod scenario;
 pub mod schema;
+pub mod text;
 pub mod transport;

@@ -582,3 +582,219 @@ async fn flood_after_a_near_miss_reports_the_timeout() {
     let r = run("expect-session", addr).await;
     r.assert_failed_with("near miss then flood", &["timed out"]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Close codes (RFC 6455 §7.4.1, §7.4.2)
+
+/// A close frame's payload: the code, then the reason.
+fn close_payload(code: u16, reason: &str) -> Vec<u8> {
+    let mut p = code.to_be_bytes().to_vec();
+    p.extend_from_slice(reason.as_bytes());
+    p
+}
+
+/// A server that upgrades, waits for the client's first frame (the close of `close-unanswered`),
+/// answers it with a close frame of `code`, then reads until the client goes away.
+async fn answers_close_with(code: u16) -> SocketAddr {
+    serve(move |mut tcp| async move {
+        if !upgrade(&mut tcp).await {
+            return;
+        }
+        let mut buf = [0u8; 256];
+        if !matches!(tcp.read(&mut buf).await, Ok(n) if n > 0) {
+            return;
+        }
+        if tcp
+            .write_all(&frame(true, CLOSE, &close_payload(code, "bye")))
+            .await
+            .is_ok()
+        {
+            swallow(&mut tcp).await;
+        }
+    })
+    .await
+}
+
+const CLOSE: u8 = 0x8;
+
+impl Run {
+    /// Exit 0: the scenario passed (a control case: the server did nothing wrong).
+    fn assert_passed(&self, case: &str) {
+        assert!(
+            !self.stderr.contains("panicked"),
+            "{case}: the harness panicked:\n{}",
+            self.output
+        );
+        assert_eq!(self.code, Some(0), "{case}: exit code\n{}", self.output);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_codes_rfc_6455_forbids_fail_with_their_own_kind() {
+    // 1005, 1006, 1015: reserved for reporting, never sent (§7.4.1); 1004 reserved; below 1000,
+    // unassigned 1016-2999 and 5000+ are invalid (§7.4.2).
+    for (code, section) in [
+        (1005, "§7.4.1"),
+        (1006, "§7.4.1"),
+        (1015, "§7.4.1"),
+        (1004, "§7.4.1"),
+        (999, "§7.4.2"),
+        (0, "§7.4.2"),
+        (2000, "§7.4.2"),
+        (5999, "§7.4.2"),
+    ] {
+        let addr = answers_close_with(code).await;
+        let r = run("close-unanswered", addr).await;
+        r.assert_failed_with(
+            &format!("close answered with {code}"),
+            &[
+                "[close_code]",
+                &format!("with code {code}: RFC 6455 {section}"),
+            ],
+        );
+    }
+    // Valid codes pass the same scenario: the check is not a blanket refusal.
+    for code in [1000, 1001, 1011, 1014, 3000, 4999] {
+        let addr = answers_close_with(code).await;
+        run("close-unanswered", addr)
+            .await
+            .assert_passed(&format!("close answered with {code}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_substituted_close_code_is_never_reported_as_the_servers() {
+    // The server closes first with 1006: the library answers 1002 "Protocol violation" and hands
+    // that over as if the server had sent it, so `expect_close: {code: 1002}` used to pass.
+    let addr = upgrade_then_send(frame(true, CLOSE, &close_payload(1006, "gone"))).await;
+    let r = run("expect-close-1002", addr).await;
+    r.assert_failed_with(
+        "server closes with 1006",
+        &["[close_code]", "with code 1006: RFC 6455 §7.4.1"],
+    );
+    assert!(
+        !r.output.contains("Protocol violation"),
+        "the library's substitute is reported as the server's:\n{}",
+        r.output
+    );
+    // A server that really closes with 1002 passes it.
+    let addr = upgrade_then_send(frame(true, CLOSE, &close_payload(1002, "bad frame"))).await;
+    run("expect-close-1002", addr)
+        .await
+        .assert_passed("server closes with 1002");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Diagnoses: refusals and a TLS port named for what they likely are
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_seen_in_the_field_name_their_likely_cause() {
+    let cases = [
+        // uvicorn's answer when no WebSocket route matches, or the handler closed before accept().
+        (
+            "HTTP/1.1 403 Forbidden\r\nserver: uvicorn\r\ncontent-length: 0\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n\r\n",
+            "hint: the server is uvicorn, and an empty-body 403 is what Starlette/FastAPI answers a WebSocket upgrade with when no WebSocket route matches the path, or when the handler closed the socket before calling accept()",
+        ),
+        (
+            "HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            "hint: an empty-body 403 is what Starlette/FastAPI answers",
+        ),
+        // An auth middleware or dependency (FastAPI's HTTPException body).
+        (
+            "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: 30\r\nconnection: close\r\n\r\n{\"detail\":\"Not authenticated\"}",
+            "hint: a {\"detail\": ...} body is what a FastAPI/Starlette HTTPException sends: an auth dependency or middleware likely refused the upgrade",
+        ),
+        (
+            "HTTP/1.1 404 Not Found\r\ncontent-length: 9\r\nconnection: close\r\n\r\nNot Found",
+            "hint: nothing answers WebSocket upgrades at this path",
+        ),
+        (
+            "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 21\r\nconnection: close\r\n\r\nInternal Server Error",
+            "hint: the server failed before accepting the WebSocket (an exception in the handler",
+        ),
+    ];
+    for (response, hint) in cases {
+        let addr = http_responder(response.to_owned()).await;
+        let r = run("connect-expect", addr).await;
+        r.assert_failed_with(&format!("refusal: {hint}"), &["[handshake]", hint]);
+    }
+    // A refusal in the protocol's error shape explains itself: no guess is added to it.
+    let addr = http_responder(
+        "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 58\r\nconnection: close\r\n\r\n{\"error\":{\"code\":\"SESSION_NOT_FOUND\",\"message\":\"no such\"}}".to_owned(),
+    )
+    .await;
+    let r = run("connect-expect", addr).await;
+    r.assert_failed_with("404 in the error shape", &["SESSION_NOT_FOUND"]);
+    assert!(!r.output.contains("hint:"), "{}", r.output);
+    // A 403 with a body of its own is the server's word: no guess is added to it.
+    let addr = http_responder(
+        "HTTP/1.1 403 Forbidden\r\ncontent-length: 13\r\nconnection: close\r\n\r\norigin denied"
+            .to_owned(),
+    )
+    .await;
+    let r = run("connect-expect", addr).await;
+    r.assert_failed_with("403 with a body", &["origin denied"]);
+    assert!(!r.output.contains("hint:"), "{}", r.output);
+}
+
+/// A certificate resolver with no certificate: enough for a real TLS stack to refuse what is not
+/// TLS at all, with the alert it sends for that.
+#[derive(Debug)]
+struct NoCertificate;
+
+impl rustls::server::ResolvesServerCert for NoCertificate {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        None
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_port_answering_ws_is_named_as_such() {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("default versions")
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(NoCertificate)),
+    );
+    let addr = serve(move |mut tcp| {
+        let config = config.clone();
+        async move {
+            // rustls reads the plain-text upgrade request as TLS, fails, and queues its alert.
+            let mut conn = rustls::ServerConnection::new(config).expect("server connection");
+            let mut buf = vec![0u8; 4096];
+            let Ok(n) = tcp.read(&mut buf).await else {
+                return;
+            };
+            let _ = conn.read_tls(&mut &buf[..n]);
+            assert!(conn.process_new_packets().is_err(), "HTTP is not TLS");
+            let mut alert = Vec::new();
+            while conn.wants_write() {
+                if conn.write_tls(&mut alert).is_err() {
+                    break;
+                }
+            }
+            assert_eq!(
+                alert.first(),
+                Some(&0x15),
+                "a TLS alert record: {alert:02x?}"
+            );
+            let _ = tcp.write_all(&alert).await;
+            let _ = tcp.shutdown().await;
+        }
+    })
+    .await;
+    let r = run("connect-expect", addr).await;
+    r.assert_failed_with(
+        "TLS alert",
+        &[
+            "the server answered with a TLS alert record (15 03 0",
+            "this port speaks TLS, use wss:// instead of ws://",
+        ],
+    );
+    assert!(!r.output.contains("\\u{15}"), "{}", r.output);
+}

@@ -28,7 +28,7 @@ fn options(d: &Path) -> ReportOptions {
         junit: Some(d.join("out/junit.xml")),
         tap: Some(d.join("out/report.tap")),
         html: Some(d.join("out/report.html")),
-        secrets: vec![Secret::parse_arg("MSG=hi <b>").unwrap()],
+        secrets: vec![Secret::parse_arg("MSG=hi <b>&</b>").unwrap()],
         env_secrets: false,
         terminal: false,
         ..ReportOptions::default()

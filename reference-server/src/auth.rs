@@ -1,5 +1,5 @@
-//! Tokens: HS256 JWTs with `sub` and `exp` (section 3). Minting for tests and the dev endpoint,
-//! verification, and finding a token on a request.
+//! Tokens: HS256 JWTs with `sub` and `exp`, and `nbf` when present (section 3). Minting for tests
+//! and the dev endpoint, verification, and finding a token on a request.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,9 +16,17 @@ pub struct Claims {
     pub exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
+    /// Not before (RFC 7519 §4.1.5): the token MUST NOT be accepted earlier, give or take
+    /// [`NBF_LEEWAY`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<bool>,
 }
+
+/// How far in the future a token's `nbf` may lie and the token still be accepted: clock skew
+/// between the issuer and this server (docs/PROTOCOL.md section 3). `exp` has no leeway.
+pub const NBF_LEEWAY: Duration = Duration::from_secs(30);
 
 impl Claims {
     pub fn is_admin(&self) -> bool {
@@ -58,6 +66,7 @@ pub fn mint_token(secret: &str, user_id: &str, admin: bool, ttl: Duration) -> St
         sub: user_id.to_owned(),
         exp: iat.saturating_add(ttl.as_secs()),
         iat: Some(iat),
+        nbf: None,
         admin: admin.then_some(true),
     };
     // Encoding HS256 claims with an HMAC key cannot fail: the key family matches the algorithm and
@@ -70,7 +79,8 @@ pub fn mint_token(secret: &str, user_id: &str, admin: bool, ttl: Duration) -> St
     .expect("HS256 encoding of plain claims")
 }
 
-/// Verifies `token` (HS256 only, `sub` and `exp` required, no leeway on `exp`).
+/// Verifies `token` (HS256 only, `sub` and `exp` required, no leeway on `exp`; an `nbf` more than
+/// [`NBF_LEEWAY`] ahead is refused).
 pub fn verify_token(secret: &str, token: &str) -> Result<Claims, AuthError> {
     let mut validation = Validation::new(Algorithm::HS256);
     validation.set_required_spec_claims(&["exp", "sub"]);
@@ -98,6 +108,16 @@ pub fn verify_token(secret: &str, token: &str) -> Result<Claims, AuthError> {
         other => AuthError::Invalid(format!("{other:?}")),
     })?;
     let claims = data.claims;
+    // Checked here rather than by jsonwebtoken, whose one leeway would apply to `exp` too.
+    if let Some(nbf) = claims.nbf {
+        let now = now_secs();
+        if nbf > now.saturating_add(NBF_LEEWAY.as_secs()) {
+            return Err(AuthError::Invalid(format!(
+                "not valid yet: its 'nbf' is {} s ahead",
+                nbf - now
+            )));
+        }
+    }
     if claims.sub.is_empty() || claims.sub.chars().count() > 128 {
         return Err(AuthError::Invalid(
             "claim 'sub' must be 1 to 128 characters".into(),
@@ -225,6 +245,38 @@ mod tests {
     }
 
     #[test]
+    fn a_token_not_valid_yet_is_refused_beyond_the_leeway() {
+        let with_nbf = |nbf: u64| {
+            let claims = Claims {
+                sub: "a".into(),
+                exp: now_secs() + 7200,
+                iat: None,
+                nbf: Some(nbf),
+                admin: None,
+            };
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(SECRET.as_bytes()),
+            )
+            .unwrap()
+        };
+        let e = verify_token(SECRET, &with_nbf(now_secs() + 3600)).unwrap_err();
+        assert!(
+            matches!(&e, AuthError::Invalid(m) if m.contains("'nbf'")),
+            "{e:?}"
+        );
+        assert_eq!(e.code(), "AUTH_INVALID");
+        // Within the leeway (clock skew) and in the past: accepted.
+        let skew = NBF_LEEWAY.as_secs() - 10;
+        assert!(verify_token(SECRET, &with_nbf(now_secs() + skew)).is_ok());
+        assert!(verify_token(SECRET, &with_nbf(now_secs() - 60)).is_ok());
+        // The cache refuses it too (a refusal is never kept).
+        let cache = VerifiedTokens::new(SECRET);
+        assert!(cache.verify(&with_nbf(now_secs() + 3600)).is_err());
+    }
+
+    #[test]
     fn wrong_secret_is_invalid() {
         let t = mint_token("other", "alice", false, Duration::from_secs(60));
         assert!(matches!(
@@ -239,6 +291,7 @@ mod tests {
             sub: "a".into(),
             exp: now_secs() - 10,
             iat: None,
+            nbf: None,
             admin: None,
         };
         let t = jsonwebtoken::encode(
@@ -265,6 +318,7 @@ mod tests {
                 sub: "a".into(),
                 exp: now_secs() + 100,
                 iat: None,
+                nbf: None,
                 admin: None,
             },
             &EncodingKey::from_secret(SECRET.as_bytes()),

@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod config;
 pub mod fault;
+mod listen;
 pub mod model;
 pub mod page;
 pub mod protocol;
@@ -171,29 +172,10 @@ pub async fn start(mut config: Config) -> Result<ServerHandle, ServerError> {
     })?;
     // `tcp-reset`: sockets close with zero linger, so dropping one sends RST instead of FIN.
     let reset = fault::Fault::from_config(&config.fault) == Some(fault::Fault::TcpReset);
-    let listener = axum::serve::ListenerExt::tap_io(listener, move |tcp| {
-        // Without TCP_NODELAY, Nagle holds each small event frame until the client's delayed ACK
-        // (~40 ms on Linux): a zero-pace turn took ~45 ms to its first token instead of ~0.1 ms.
-        let _ = tcp.set_nodelay(true);
-        if reset {
-            let _ = tcp.set_zero_linger();
-        }
-    });
     let state = AppState::new(config, store);
-    // A make-service built once: serving the `Router` itself rebuilds every route of it for each
-    // accepted connection (`Router::with_state` per connection, ~3 % of a short session's CPU).
-    let app = router(state.clone()).into_make_service();
-    let mut shutdown = state.shutdown.subscribe();
-    let serve = tokio::spawn(async move {
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.wait_for(|s| *s).await;
-            })
-            .await;
-        if let Err(e) = result {
-            tracing::error!("server stopped: {e}");
-        }
-    });
+    // The routes are built once with their state; each connection clones the router (an `Arc`).
+    let app = router(state.clone());
+    let serve = tokio::spawn(listen::serve(listener, app, state.clone(), reset));
     tracing::info!(%addr, "reference server listening");
     Ok(ServerHandle {
         addr,

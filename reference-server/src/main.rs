@@ -53,6 +53,12 @@ struct ServeArgs {
     /// How long a turn waits for a confirmation or human reply.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
     reply_timeout: Duration,
+    /// Close a connection whose request head is not complete within this long.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    header_read_timeout: Duration,
+    /// Connections that may wait for a complete request head at once (one more closes the oldest).
+    #[arg(long, default_value_t = 1024)]
+    max_pending_heads: usize,
     /// Soft frame limit in bytes (MESSAGE_TOO_LARGE).
     #[arg(long, default_value_t = 65_536)]
     max_message_bytes: usize,
@@ -68,6 +74,10 @@ struct ServeArgs {
     /// Open sockets per user.
     #[arg(long, default_value_t = 16)]
     max_connections_per_user: usize,
+    /// An origin WebSocket upgrades may come from (repeatable, e.g. https://app.example.com);
+    /// without any, every origin may (for non-browser clients). Upgrades without Origin always may.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    allowed_origins: Vec<String>,
     /// Persist sessions, history and skills in this folder.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -136,11 +146,14 @@ fn serve(args: ServeArgs) -> ExitCode {
             auth_timeout: args.auth_timeout,
             idle_timeout: args.idle_timeout,
             reply_timeout: args.reply_timeout,
+            header_read_timeout: args.header_read_timeout,
+            max_pending_heads: args.max_pending_heads,
             max_message_bytes: args.max_message_bytes,
             hard_max_message_bytes: args.hard_max_message_bytes,
             rate_limit_per_sec: args.rate_limit_per_sec,
             rate_burst: args.rate_burst,
             max_connections_per_user: args.max_connections_per_user,
+            allowed_origins: args.allowed_origins,
             data_dir: args.data_dir,
             dev: args.dev,
             fault: args.fault,

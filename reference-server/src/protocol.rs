@@ -235,6 +235,27 @@ pub fn closing_event(reason: &str) -> Value {
     json!({"type": "closing", "reason": reason})
 }
 
+/// The `pong` for a `ping` parsed from `frame`: its nonce is the ping's nonce exactly as the
+/// client wrote it (section 5: the same JSON value). Re-serializing the parsed number would not
+/// do: `18446744073709551616` is beyond 64 bits, parses as a float and would come back as
+/// `1.8446744073709552e19`.
+pub fn pong_text(frame: &str, nonce: Option<&Value>) -> String {
+    #[derive(serde::Deserialize)]
+    struct RawPing<'a> {
+        #[serde(borrow)]
+        nonce: Option<&'a serde_json::value::RawValue>,
+    }
+    match serde_json::from_str::<RawPing<'_>>(frame) {
+        Ok(RawPing { nonce: Some(raw) }) if nonce.is_some() => {
+            // Keys in the order serde_json writes every other event's (sorted).
+            format!(r#"{{"nonce":{},"type":"pong"}}"#, raw.get())
+        }
+        // No nonce, or a frame the struct cannot read (a duplicate key: the parser kept the last
+        // value, and so does this).
+        _ => pong_event(nonce.cloned()).to_string(),
+    }
+}
+
 pub fn pong_event(nonce: Option<Value>) -> Value {
     match nonce {
         Some(n) => json!({"type": "pong", "nonce": n}),
@@ -335,6 +356,41 @@ mod tests {
         }
         assert_eq!(code(r#"{"type":"ping","nonce":null}"#), "INVALID_MESSAGE");
         assert_eq!(code(r#"{"type":"auth"}"#), "INVALID_MESSAGE");
+    }
+
+    #[test]
+    fn pong_echoes_the_nonce_text_exactly() {
+        for nonce in [
+            "18446744073709551616",
+            "7",
+            "7.0",
+            "1e2",
+            "-0",
+            "\"a\\u0041\"",
+            "123456789012345678901234567890",
+        ] {
+            let frame = format!(r#"{{"type":"ping","nonce":{nonce}}}"#);
+            let Ok(ClientMessage::Ping { nonce: parsed }) = parse_client_message(&frame) else {
+                panic!("{frame} is a ping");
+            };
+            let pong = pong_text(&frame, parsed.as_ref());
+            assert_eq!(pong, format!(r#"{{"nonce":{nonce},"type":"pong"}}"#));
+            let v: Value = serde_json::from_str(&pong).unwrap();
+            assert_eq!(v["type"], "pong");
+        }
+        assert_eq!(pong_text(r#"{"type":"ping"}"#, None), r#"{"type":"pong"}"#);
+        // Whitespace around the value is not part of it.
+        assert_eq!(
+            pong_text(r#"{"type":"ping","nonce" :  42 }"#, Some(&json!(42))),
+            r#"{"nonce":42,"type":"pong"}"#
+        );
+        // A duplicate key: the value the parser kept.
+        let dup = r#"{"type":"ping","nonce":1,"nonce":2}"#;
+        let Ok(ClientMessage::Ping { nonce }) = parse_client_message(dup) else {
+            panic!()
+        };
+        let pong: Value = serde_json::from_str(&pong_text(dup, nonce.as_ref())).unwrap();
+        assert_eq!(pong, json!({"type": "pong", "nonce": 2}));
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -70,6 +71,38 @@ fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Claims, ApiErro
         .map_err(|e| ApiError::unauthorized(&e))
 }
 
+/// The request body, or the JSON error for one that could not be read: over the body limit
+/// (2 MiB, axum's default) it is 413 `PAYLOAD_TOO_LARGE`, not axum's plain-text answer.
+fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                "the request body exceeds 2 MiB",
+            )
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_JSON",
+                format!("the body could not be read: {e}"),
+            )
+        }
+    })
+}
+
+/// A session id from the path; one that is not valid UTF-8 (`%FF`) names no session.
+pub fn session_id(id: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    match id {
+        Ok(Path(id)) => Ok(id),
+        Err(_) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "SESSION_NOT_FOUND",
+            "no session has that id (it is not valid UTF-8)",
+        )),
+    }
+}
+
 /// Parses a JSON object body; an empty body is `None` when `optional`.
 fn object_body(body: &Bytes, optional: bool) -> Result<Option<Map<String, Value>>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -125,9 +158,10 @@ fn string(m: &Map<String, Value>, name: &str) -> Result<String, ApiError> {
 pub async fn create_session(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let claims = authenticate(&state, &headers)?;
+    let body = read_body(body)?;
     let title = match object_body(&body, true)? {
         None => None,
         Some(m) => {
@@ -154,10 +188,11 @@ pub async fn create_session(
 /// `GET /api/v1/sessions/{id}`
 pub async fn get_session(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> ApiResult {
     let claims = authenticate(&state, &headers)?;
+    let id = session_id(id)?;
     let Some(s) = state.store.session(&id) else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -186,9 +221,10 @@ pub async fn get_session(
 pub async fn create_skill(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     authenticate(&state, &headers)?;
+    let body = read_body(body)?;
     let m = object_body(&body, false)?.unwrap_or_default();
     only_fields(&m, &["name", "keywords", "description"])?;
     let name = string(&m, "name")?;
@@ -250,7 +286,7 @@ pub async fn status(State(state): State<Arc<AppState>>) -> Json<Value> {
 pub async fn broadcast(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let claims = authenticate(&state, &headers)?;
     if !claims.is_admin() {
@@ -260,6 +296,7 @@ pub async fn broadcast(
             "this endpoint needs an admin token",
         ));
     }
+    let body = read_body(body)?;
     let m = object_body(&body, false)?.unwrap_or_default();
     only_fields(&m, &["content"])?;
     let content = string(&m, "content")?;
@@ -287,10 +324,14 @@ pub async fn healthz() -> Json<Value> {
 }
 
 /// `POST /api/v1/dev/token` (only with `dev`)
-pub async fn dev_token(State(state): State<Arc<AppState>>, body: Bytes) -> ApiResult {
+pub async fn dev_token(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
     if !state.config.dev {
         return Err(not_found_error());
     }
+    let body = read_body(body)?;
     let m = object_body(&body, false)?.unwrap_or_default();
     only_fields(&m, &["user_id", "admin", "ttl_seconds"])?;
     let user = string(&m, "user_id")?;
@@ -302,10 +343,12 @@ pub async fn dev_token(State(state): State<Arc<AppState>>, body: Bytes) -> ApiRe
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(ApiError::invalid("'admin' must be a boolean")),
     };
+    // JSON Schema's `integer`: any number without a fractional part (`60`, `60.0`, `6e1`).
     let ttl = match m.get("ttl_seconds") {
         None => 3600,
-        Some(v) => match v.as_u64() {
-            Some(n) if n > 0 => n,
+        Some(v) => match (v.as_u64(), v.as_f64()) {
+            (Some(n), _) if n > 0 => n,
+            (None, Some(f)) if f.is_finite() && f.fract() == 0.0 && f >= 1.0 => f as u64,
             _ => {
                 return Err(ApiError::invalid(
                     "'ttl_seconds' must be a positive integer",

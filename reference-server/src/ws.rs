@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
@@ -25,7 +25,8 @@ use crate::auth::{self, strip_bearer, AuthError, Claims};
 use crate::fault::{self, Fault};
 use crate::model;
 use crate::protocol::{
-    closing_event, error_event, parse_client_message, pong_event, ClientMessage, PROTOCOL,
+    closing_event, error_event, parse_client_message, pong_event, pong_text, ClientMessage,
+    PROTOCOL,
 };
 use crate::rest::ApiError;
 use crate::state::{AppState, ConnGuard, Outgoing, UserSlot};
@@ -45,7 +46,7 @@ const TURN_STOP_GRACE: Duration = Duration::from_secs(2);
 /// `GET /api/v1/chat/ws/{session_id}`.
 pub async fn ws_handler(
     State(state): State<Arc<AppState>>,
-    Path(session_id): Path<String>,
+    session_id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -68,6 +69,25 @@ pub async fn ws_handler(
             "the query string is malformed",
         )
         .into_response();
+    };
+    // Cross-site WebSocket hijacking: a browser page of another origin opening a socket.
+    let origin = headers
+        .get(http::header::ORIGIN)
+        .map(|o| o.to_str().unwrap_or("(not text)"));
+    if !state.config.origin_allowed(origin) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "ORIGIN_NOT_ALLOWED",
+            format!(
+                "origin '{}' may not open a WebSocket here",
+                origin.unwrap_or_default()
+            ),
+        )
+        .into_response();
+    }
+    let session_id = match crate::rest::session_id(session_id) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
     };
     if state.is_shutting_down() {
         return ApiError::new(
@@ -173,6 +193,7 @@ fn owner_claims(owner: &str) -> Claims {
         sub: owner.to_owned(),
         exp: 0,
         iat: None,
+        nbf: None,
         admin: None,
     }
 }
@@ -451,7 +472,7 @@ impl Connection {
                 }
                 Err(e) => self.send_error(e.code, &e.message).await,
                 Ok(m) => {
-                    if let Some(end) = self.handle(m).await {
+                    if let Some(end) = self.handle(m, text.as_str()).await {
                         return end;
                     }
                 }
@@ -528,7 +549,8 @@ impl Connection {
         None
     }
 
-    async fn handle(&mut self, msg: ClientMessage) -> Option<End> {
+    /// `frame`: the text the message was parsed from (a `pong` echoes the nonce's exact text).
+    async fn handle(&mut self, msg: ClientMessage, frame: &str) -> Option<End> {
         match msg {
             ClientMessage::Message { content, client_id } => {
                 return self.start_turn(content, client_id).await
@@ -545,7 +567,10 @@ impl Connection {
                 Some(Fault::PongWrongNonce) => {
                     self.send(pong_event(fault::double_encoded(nonce))).await
                 }
-                _ => self.send(pong_event(nonce)).await,
+                _ => {
+                    let pong = pong_text(frame, nonce.as_ref());
+                    let _ = self.out.send(Outgoing::Text(pong)).await;
+                }
             },
             ClientMessage::Cancel { turn_id } => {
                 let slot = self.turn_slot.lock().await;

@@ -458,3 +458,55 @@ async fn idle_connection_closes_4000_after_closing_event() {
         [json!({"type": "closing", "reason": "idle_timeout"})]
     );
 }
+
+#[tokio::test]
+async fn a_malformed_auth_gets_auth_required_before_and_invalid_message_after_authentication() {
+    let srv = default_server().await;
+    let session = srv.create_session("alice").await;
+    let mut c = srv.connect_query(&session, "").await;
+    for frame in [json!({"type": "auth"}), json!({"type": "auth", "token": 5})] {
+        c.send_json(frame).await;
+        c.expect_error("AUTH_REQUIRED").await;
+    }
+    c.send_json(json!({"type": "auth", "token": srv.token("alice")}))
+        .await;
+    c.expect_type("auth_success").await;
+    c.expect_type("connected").await;
+    c.send_json(json!({"type": "auth"})).await;
+    c.expect_error("INVALID_MESSAGE").await;
+    // A well-formed auth, whatever its token, is ALREADY_AUTHENTICATED.
+    c.send_json(json!({"type": "auth", "token": "garbage"}))
+        .await;
+    c.expect_error("ALREADY_AUTHENTICATED").await;
+    c.close().await;
+}
+
+#[tokio::test]
+async fn empty_means_only_unicode_white_space() {
+    let srv = default_server().await;
+    let (_s, mut c) = srv.new_chat("alice").await;
+    // Unicode White_Space: ASCII blanks, NEL, no-break space, the U+2000 range, line and paragraph
+    // separators, ideographic space.
+    for blank in [
+        "",
+        " \t\r\n\u{b}\u{c}",
+        "\u{85}\u{a0}\u{1680}\u{2000}\u{200a}",
+        "\u{2028}\u{2029}\u{202f}\u{205f}\u{3000}",
+    ] {
+        c.send_json(json!({"type": "message", "content": blank}))
+            .await;
+        c.expect_error("EMPTY_MESSAGE").await;
+    }
+    // Not White_Space: a zero-width space or a byte-order mark is content.
+    for visible in ["\u{200b}", "\u{feff}"] {
+        c.send_json(json!({"type": "message", "content": visible}))
+            .await;
+        let ev = c.turn().await;
+        assert_eq!(
+            ev.last().unwrap()["type"],
+            "final_answer",
+            "{visible:?}: {ev:?}"
+        );
+    }
+    c.close().await;
+}

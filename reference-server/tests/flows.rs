@@ -501,3 +501,74 @@ async fn resume_after_reconnect() {
     );
     assert_eq!(h["title"], "test");
 }
+
+#[tokio::test]
+async fn pong_carries_the_nonce_exactly_as_sent() {
+    use futures_util::StreamExt;
+    let srv = default_server().await;
+    let (_s, mut c) = srv.new_chat("alice").await;
+    // Beyond 64 bits, written with a fraction or an exponent: still integers for the schema, and
+    // the same JSON value only if the text comes back unchanged.
+    for nonce in [
+        "18446744073709551616",
+        "7.0",
+        "1e2",
+        "123456789012345678901234567890",
+    ] {
+        c.ws.send(Message::text(format!(
+            r#"{{"type":"ping","nonce":{nonce}}}"#
+        )))
+        .await
+        .unwrap();
+        let text = tokio::time::timeout(WAIT, async {
+            loop {
+                match c.ws.next().await {
+                    Some(Ok(Message::Text(t))) => break t.as_str().to_owned(),
+                    Some(Ok(_)) => continue,
+                    other => panic!("socket ended: {other:?}"),
+                }
+            }
+        })
+        .await
+        .expect("pong in time");
+        assert_eq!(text, format!(r#"{{"nonce":{nonce},"type":"pong"}}"#));
+    }
+    c.close().await;
+}
+
+#[tokio::test]
+async fn broadcasts_reach_only_sockets_that_got_connected() {
+    let srv = default_server().await;
+    let (_s, mut authed) = srv.new_chat("alice").await;
+    let session = srv.create_session("bob").await;
+    let mut waiting = srv.connect_query(&session, "").await;
+    let r = srv
+        .http
+        .post(srv.url("/api/v1/admin/broadcast"))
+        .bearer_auth(srv.admin_token("root"))
+        .json(&json!({"content": "notice"}))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["delivered"], 1, "{body}");
+    assert_eq!(authed.expect_type("broadcast").await["content"], "notice");
+    // The socket still waiting for `auth` got nothing: after authenticating, its first events are
+    // auth_success and connected, and a ping's pong comes next (no broadcast queued in between).
+    waiting
+        .send_json(json!({"type": "auth", "token": srv.token("bob")}))
+        .await;
+    waiting.send_json(json!({"type": "ping", "nonce": 1})).await;
+    let mut types = Vec::new();
+    for _ in 0..3 {
+        types.push(
+            waiting.next_event().await["type"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(types, ["auth_success", "connected", "pong"]);
+    authed.close().await;
+    waiting.close().await;
+}

@@ -130,6 +130,15 @@ fn bad_tokens(srv: &Srv, owner: &str) -> Vec<BadToken> {
             token: hs256(secret, &json!({"sub": owner})),
             code: "AUTH_INVALID",
         },
+        // RFC 7519 §4.1.5: not to be accepted before `nbf` (an hour ahead, far beyond the leeway).
+        BadToken {
+            name: "not valid yet (nbf)",
+            token: hs256(
+                secret,
+                &json!({"sub": owner, "exp": exp + 3600, "nbf": now() + 3600}),
+            ),
+            code: "AUTH_INVALID",
+        },
         BadToken {
             name: "no sub",
             token: hs256(secret, &json!({"exp": exp})),
@@ -737,5 +746,285 @@ async fn a_slow_reader_does_not_stall_the_server() {
         .unwrap();
     assert_still_serving(&srv).await;
     drop(stalled);
+    assert_still_serving(&srv).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Slow request heads (slowloris) and settings no deadline can hold.
+
+/// Opens a connection and sends the start of a request head that never ends.
+async fn slow_head(srv: &Srv) -> TcpStream {
+    let mut s = TcpStream::connect(srv.handle.local_addr()).await.unwrap();
+    s.write_all(b"GET /api/v1/chat/ws/slow HTTP/1.1\r\nHost: slow\r\n")
+        .await
+        .unwrap();
+    s
+}
+
+/// Reads until the server closes the connection (bounded by `WAIT`); whatever it sent first (a
+/// 408 answer, say) is returned.
+async fn until_closed(s: &mut TcpStream, what: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}: the server kept the connection open for {WAIT:?}"));
+    out
+}
+
+/// Still open: nothing to read yet and no end of stream (checked without waiting).
+fn still_open(s: &TcpStream) -> bool {
+    let mut buf = [0u8; 16];
+    matches!(s.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_request_head_is_cut_and_a_fresh_client_is_still_served() {
+    let srv = start(Config {
+        header_read_timeout: std::time::Duration::from_millis(300),
+        ..Config::default()
+    })
+    .await;
+    let mut s = slow_head(&srv).await;
+    // The attack's pace: one more header line every 100 ms, for far longer than the timeout
+    // (bounded: 200 lines). The head is never completed.
+    let (mut rd, mut wr) = s.split();
+    let trickle = async {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+        for i in 0..200 {
+            tick.tick().await;
+            if wr
+                .write_all(format!("X-Slow-{i}: a\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    };
+    let mut buf = [0u8; 1024];
+    let closed = async {
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::select! {
+        _ = closed => {}
+        _ = trickle => panic!("the trickled head was never cut"),
+        _ = tokio::time::sleep(WAIT) => panic!("the slow head was still open after {WAIT:?}"),
+    }
+    drop(s);
+    assert_still_serving(&srv).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_unfinished_heads_close_the_oldest_and_fresh_clients_are_still_served() {
+    // A long header timeout: here it is the cap that cuts, not the clock.
+    let srv = start(Config {
+        header_read_timeout: std::time::Duration::from_secs(60),
+        max_pending_heads: 4,
+        ..Config::default()
+    })
+    .await;
+    let mut slow = Vec::new();
+    for _ in 0..5 {
+        slow.push(slow_head(&srv).await);
+    }
+    // The fifth made the first one, the oldest, give way.
+    until_closed(&mut slow[0], "the oldest unfinished head").await;
+    for (i, s) in slow.iter().enumerate().skip(1) {
+        assert!(still_open(s), "unfinished head {i} was closed too");
+    }
+    // A client that sends its head promptly is served while the slow ones still wait.
+    let r = srv.http.get(srv.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_still_serving(&srv).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durations_no_deadline_can_hold_are_refused_at_startup() {
+    instruments();
+    let huge = std::time::Duration::from_secs(9_223_372_036_854_775_808);
+    for (name, config) in [
+        (
+            "idle_timeout",
+            Config {
+                idle_timeout: huge,
+                ..Config::default()
+            },
+        ),
+        (
+            "auth_timeout",
+            Config {
+                auth_timeout: huge,
+                ..Config::default()
+            },
+        ),
+        (
+            "reply_timeout",
+            Config {
+                reply_timeout: huge,
+                ..Config::default()
+            },
+        ),
+        (
+            "header_read_timeout",
+            Config {
+                header_read_timeout: huge,
+                ..Config::default()
+            },
+        ),
+    ] {
+        let e = match reference_server::start(config).await {
+            Ok(_) => panic!("{name} = 2^63 s was accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            e.contains(name) && e.contains("more than the maximum of 365 days"),
+            "{name}: {e}"
+        );
+    }
+    // The longest allowed value serves a whole session without a panicking socket task.
+    let srv = start(Config {
+        idle_timeout: reference_server::config::MAX_DURATION,
+        auth_timeout: reference_server::config::MAX_DURATION,
+        ..Config::default()
+    })
+    .await;
+    assert_still_serving(&srv).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Origin allow-list.
+
+/// An upgrade request for `session` as `user` with this `Origin` header (`None`: none).
+fn with_origin(
+    srv: &Srv,
+    session: &str,
+    user: &str,
+    origin: Option<&str>,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    let mut req = srv.ws_path(session).into_client_request().unwrap();
+    req.headers_mut().insert(
+        http::header::AUTHORIZATION,
+        format!("Bearer {}", srv.token(user)).parse().unwrap(),
+    );
+    if let Some(o) = origin {
+        req.headers_mut()
+            .insert(http::header::ORIGIN, o.parse().unwrap());
+    }
+    req
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_origin_is_refused_only_with_an_allow_list() {
+    // Off by default: non-browser clients (and the bundled suite) send any Origin or none.
+    let srv = start(Config::default()).await;
+    let session = srv.create_session("owner").await;
+    let mut c = common::Client::connect(with_origin(
+        &srv,
+        &session,
+        "owner",
+        Some("https://evil.example"),
+    ))
+    .await
+    .expect("accepted without an allow-list");
+    c.expect_type("connected").await;
+    c.close().await;
+
+    let srv = start(Config {
+        allowed_origins: vec!["https://app.example.com".into()],
+        ..Config::default()
+    })
+    .await;
+    let session = srv.create_session("owner").await;
+    let (status, body) = refused(with_origin(
+        &srv,
+        &session,
+        "owner",
+        Some("https://evil.example"),
+    ))
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("ORIGIN_NOT_ALLOWED")),
+        "{body}"
+    );
+    for origin in [
+        Some("https://app.example.com"),
+        Some("https://APP.example.com"),
+        None,
+    ] {
+        let mut c = common::Client::connect(with_origin(&srv, &session, "owner", origin))
+            .await
+            .unwrap_or_else(|e| panic!("origin {origin:?} refused: {e}"));
+        c.expect_type("connected").await;
+        c.close().await;
+    }
+    assert_still_serving(&srv).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Behaviour PROTOCOL.md states about frames and closes (section 7, section 8).
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_apply_to_the_whole_message_not_to_each_fragment() {
+    let srv = start(Config::default()).await;
+    let mut s = raw_connected(&srv, "fragments").await;
+    // Two fragments of 40,000 bytes: each under the 65,536-byte soft limit, the message over it.
+    let piece = vec![b'x'; 40_000];
+    let mut first = frame(0x1, &piece, true, piece.len() as u64);
+    first[0] &= 0x7f; // not FIN
+    let last = frame(0x0, &piece, true, piece.len() as u64);
+    s.write_all(&first).await.unwrap();
+    s.write_all(&last).await.unwrap();
+    let (opcode, body) = tokio::time::timeout(WAIT, read_frame(&mut s))
+        .await
+        .expect("an answer in time")
+        .expect("the socket stays open");
+    assert_eq!(opcode, 0x1);
+    let ev: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(ev["code"], "MESSAGE_TOO_LARGE", "{ev}");
+    assert!(
+        ev["message"].as_str().unwrap().contains("80000 bytes"),
+        "{ev}"
+    );
+    assert_still_serving(&srv).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_close_is_answered_with_its_own_code_and_reason() {
+    let srv = start(Config::default()).await;
+    for (code, reason) in [(1000u16, ""), (1001, "going away"), (4321, "bye")] {
+        let mut s = raw_connected(&srv, "closer").await;
+        let mut payload = code.to_be_bytes().to_vec();
+        payload.extend_from_slice(reason.as_bytes());
+        s.write_all(&frame(0x8, &payload, true, payload.len() as u64))
+            .await
+            .unwrap();
+        let answer = tokio::time::timeout(WAIT, async {
+            loop {
+                match read_frame(&mut s).await {
+                    Some((0x8, p)) => break Some(p),
+                    Some(_) => continue,
+                    None => break None,
+                }
+            }
+        })
+        .await
+        .expect("the close is answered in time")
+        .expect("a close frame, not a dropped connection");
+        assert_eq!(answer, payload, "close {code} {reason:?}");
+    }
     assert_still_serving(&srv).await;
 }

@@ -56,13 +56,13 @@ pub struct LoadArgs {
     #[arg(long, value_name = "R/s", value_parser = parse_rate)]
     pub arrival_rate: Option<f64>,
     /// Stop starting sessions after this long.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, conflicts_with = "iterations", required_unless_present = "iterations")]
+    #[arg(long, value_name = "DURATION", value_parser = crate::scenario::load::parse_duration, conflicts_with = "iterations", required_unless_present = "iterations")]
     pub duration: Option<Duration>,
     /// Stop after this many sessions in total.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub iterations: Option<u64>,
     /// Ramp-up: users (or the arrival rate) rise linearly from 0 over this long.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "0s")]
+    #[arg(long, value_name = "DURATION", value_parser = crate::scenario::load::parse_duration, default_value = "0s")]
     pub ramp: Duration,
     /// Validate 1 in N received events against its schema (per connection; the first always). 1: all.
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -77,7 +77,7 @@ pub struct LoadArgs {
     #[arg(long = "var", value_name = "K=V", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
     /// Default timeout of `expect`, `collect` and other waits (overrides the suite's).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::scenario::load::parse_duration)]
     pub timeout: Option<Duration>,
     /// PEM file with the CA certificate(s) to trust for wss:// and https://.
     #[arg(long, value_name = "FILE")]
@@ -251,6 +251,8 @@ pub async fn run_load(
     let embedded = reference_server::Config {
         token_pace: Duration::ZERO,
         max_connections_per_user: usize::MAX / 2,
+        // A burst of thousands of connects may all wait for their head at the same moment.
+        max_pending_heads: usize::MAX / 2,
         ..Default::default()
     };
     let mut prepared = Prepared::new(suite, &opts, embedded).await?;

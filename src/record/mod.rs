@@ -37,7 +37,7 @@ pub struct RecordArgs {
     #[arg(long = "var", value_name = "K=V", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
     /// Default timeout of `expect`, `collect` and other waits.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::scenario::load::parse_duration)]
     pub timeout: Option<Duration>,
     /// Scenarios run at once (default: 16; scenarios mostly wait on the network, not the CPU).
     #[arg(long, short = 'j', value_name = "N")]

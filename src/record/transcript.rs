@@ -334,9 +334,14 @@ impl TranscriptFile {
 
 /// Reads and validates a transcript file.
 pub fn read(path: &Path) -> Result<TranscriptFile, TranscriptError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TranscriptError::Read {
+    let text = crate::text::read_utf8(path).map_err(|e| TranscriptError::Read {
         path: path.to_owned(),
-        source,
+        source: match e {
+            crate::text::ReadError::Io(e) => e,
+            crate::text::ReadError::Utf8(at) => {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, at.to_string())
+            }
+        },
     })?;
     parse(path, &text)
 }

@@ -54,7 +54,7 @@ pub struct ReplayArgs {
     #[arg(long, value_enum)]
     pub pace: Option<Pace>,
     /// Extra time a client frame may take beyond its recorded gap.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = crate::scenario::load::parse_duration)]
     pub slack: Duration,
     /// Run these scenarios (folders or files), each against the fixture named like it.
     #[arg(long, value_name = "SCENARIOS", num_args = 1..)]
@@ -66,7 +66,7 @@ pub struct ReplayArgs {
     #[arg(long = "var", value_name = "K=V", value_parser = crate::record::parse_var)]
     pub vars: Vec<(String, String)>,
     /// With --run: default timeout of `expect` and other waits.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::scenario::load::parse_duration)]
     pub timeout: Option<Duration>,
     #[command(flatten)]
     pub output: OutputArgs,

@@ -157,7 +157,7 @@ pub fn decide<'a>(
     let results: Vec<&ScenarioResult> = results.into_iter().collect();
     let by_level = ByLevel::from_results(results.iter().copied());
     let mut d = Decision {
-        verdict: by_level.verdict(),
+        verdict: by_level.verdict_at(fail_level),
         by_level,
         success: true,
         new_failures: Vec::new(),

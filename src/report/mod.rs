@@ -329,6 +329,9 @@ impl ReportOptions {
         if self.env_secrets {
             redactor.add_env_tokens();
         }
+        for w in redactor.warnings() {
+            eprintln!("{w}");
+        }
         let mut reporters: Vec<Box<dyn Reporter>> = Vec::new();
         if self.terminal {
             let mut t = TerminalReporter::stdout(self.color)
@@ -468,7 +471,9 @@ impl Reporter for ReportSet {
                 first_err.get_or_insert(e);
             }
         }
-        let report = std::mem::take(&mut self.collector).into_report();
+        let mut report = std::mem::take(&mut self.collector).into_report();
+        // The files say what the terminal says and the exit code does (`--fail-level`).
+        report.summary.verdict = report.summary.by_level.verdict_at(self.fail_level);
         for f in &self.files {
             if let Err(e) = f.write(&report) {
                 first_err.get_or_insert(e);

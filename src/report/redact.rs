@@ -17,6 +17,13 @@ use super::ReportError;
 /// Environment variables whose values are always treated as secrets.
 pub const ENV_SECRETS: &[&str] = &["WSCHAT_TOKEN"];
 
+/// The shortest value redacted as a named secret, in characters. A shorter one would rewrite
+/// ordinary text that merely contains it (`WSCHAT_TOKEN=x` turned `text-turn` into
+/// `te***WSCHAT_TOKEN***t-turn`): `--secret` refuses it, other sources (`WSCHAT_TOKEN`, a
+/// credential-named `--var`) are not redacted, with a warning. A value that short is no real
+/// secret either.
+pub const MIN_SECRET_LEN: usize = 8;
+
 /// A named secret value.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret {
@@ -59,6 +66,11 @@ impl Secret {
         if value.is_empty() {
             return Err(err("VALUE is empty"));
         }
+        if value.chars().count() < MIN_SECRET_LEN {
+            return Err(err(&format!(
+                "VALUE is shorter than {MIN_SECRET_LEN} characters: too short to redact safely (it would rewrite ordinary text such as scenario names)"
+            )));
+        }
         Ok(Secret::new(name, value))
     }
 }
@@ -74,6 +86,8 @@ pub struct Redactor {
     /// (needle, replacement); longest needle first so a secret that contains another is
     /// replaced whole.
     needles: Vec<(String, String)>,
+    /// Names of secrets left out because their value is shorter than [`MIN_SECRET_LEN`].
+    too_short: Vec<String>,
     authorization: Regex,
     query: Regex,
     jwt: Regex,
@@ -97,6 +111,7 @@ impl Redactor {
     pub fn new(secrets: impl IntoIterator<Item = Secret>) -> Self {
         let mut r = Redactor {
             needles: Vec::new(),
+            too_short: Vec::new(),
             // `Authorization: Bearer x`, `"authorization":"x"`, `authorization=x`; the value
             // runs to the end of the quoted string, line or field.
             authorization: Regex::new(r#"(?i)(authorization["']?\s*[:=]\s*["']?)([^"'\r\n,;}&]+)"#)
@@ -116,6 +131,12 @@ impl Redactor {
         if secret.value.is_empty() {
             return;
         }
+        if secret.value.chars().count() < MIN_SECRET_LEN {
+            if !self.too_short.contains(&secret.name) {
+                self.too_short.push(secret.name);
+            }
+            return;
+        }
         let replacement = format!("***{}***", secret.name);
         // Frames hold raw JSON text, where a secret with quotes or backslashes appears escaped.
         let escaped = serde_json::to_string(&secret.value).expect("string serializes");
@@ -132,6 +153,18 @@ impl Redactor {
     /// Adds the values of [`ENV_SECRETS`] that are set.
     pub fn add_env_tokens(&mut self) {
         self.add_env_tokens_with(|name| std::env::var(name).ok());
+    }
+
+    /// One line per secret that is not redacted because it is too short (empty when all are).
+    pub fn warnings(&self) -> Vec<String> {
+        self.too_short
+            .iter()
+            .map(|name| {
+                format!(
+                    "warning: the value of {name} is shorter than {MIN_SECRET_LEN} characters and is not redacted from reports: a value that short would rewrite ordinary text (such as scenario names)"
+                )
+            })
+            .collect()
     }
 
     /// [`Redactor::add_env_tokens`] reading variables through `get`.
@@ -255,15 +288,24 @@ mod tests {
 
     #[test]
     fn named_secrets_are_replaced_longest_first() {
-        let r = Redactor::new([Secret::new("SHORT", "abc"), Secret::new("LONG", "abcdef")]);
-        assert_eq!(r.redact_str("x abcdef y abc"), "x ***LONG*** y ***SHORT***");
+        let r = Redactor::new([
+            Secret::new("SHORT", "abcdefgh"),
+            Secret::new("LONG", "abcdefghijkl"),
+        ]);
+        assert_eq!(
+            r.redact_str("x abcdefghijkl y abcdefgh"),
+            "x ***LONG*** y ***SHORT***"
+        );
         assert!(matches!(r.redact_str("nothing here"), Cow::Borrowed(_)));
     }
 
     #[test]
     fn json_escaped_secret_is_replaced_in_raw_frames() {
-        let r = Redactor::new([Secret::new("PW", "a\"b")]);
-        assert_eq!(r.redact_str(r#"{"pw":"a\"b"}"#), r#"{"pw":"***PW***"}"#);
+        let r = Redactor::new([Secret::new("PW", "pass\"word")]);
+        assert_eq!(
+            r.redact_str(r#"{"pw":"pass\"word"}"#),
+            r#"{"pw":"***PW***"}"#
+        );
     }
 
     #[test]
@@ -312,8 +354,9 @@ mod tests {
 
     #[test]
     fn json_values_redact_strings_and_authorization_keys() {
-        let r = Redactor::new([Secret::new("K", "sekret")]);
-        let mut v = serde_json::json!({"Authorization": "x", "a": ["sekret!", {"b": JWT}], "n": 1});
+        let r = Redactor::new([Secret::new("K", "sekret-value")]);
+        let mut v =
+            serde_json::json!({"Authorization": "x", "a": ["sekret-value!", {"b": JWT}], "n": 1});
         r.redact_value(&mut v);
         assert_eq!(
             v,
@@ -323,7 +366,7 @@ mod tests {
 
     #[test]
     fn whole_result_is_redacted() {
-        let r = Redactor::new([Secret::new("MSG", "hi <b>")]);
+        let r = Redactor::new([Secret::new("MSG", "hi <b>&</b>")]);
         let mut res = sample::failed_must();
         res.failures[0].detail.push(format!("token was {JWT}"));
         r.redact_result(&mut res);
@@ -340,8 +383,8 @@ mod tests {
 
     #[test]
     fn secret_args_parse_and_never_echo_the_value() {
-        let s: Secret = "API_KEY=a=b".parse().unwrap();
-        assert_eq!(s, Secret::new("API_KEY", "a=b"));
+        let s: Secret = "API_KEY=a=b-c-d-e".parse().unwrap();
+        assert_eq!(s, Secret::new("API_KEY", "a=b-c-d-e"));
         assert_eq!(format!("{s:?}"), "Secret(API_KEY=***)");
         let e = Secret::parse_arg("novalue").unwrap_err().to_string();
         assert!(e.contains("NAME=VALUE"), "{e}");
@@ -350,6 +393,26 @@ mod tests {
             .to_string();
         assert!(!e.contains("topsecret"), "{e}");
         assert!(Secret::parse_arg("EMPTY=").is_err());
+        let e = Secret::parse_arg("SHORT=x").unwrap_err().to_string();
+        assert!(e.contains("shorter than 8 characters"), "{e}");
+        assert!(!e.contains("=x"), "{e}");
+    }
+
+    #[test]
+    fn secrets_too_short_to_redact_safely_are_left_out_with_a_warning() {
+        let mut r = Redactor::new([Secret::new("PIN", "1234")]);
+        r.add_env_tokens_with(|n| (n == "WSCHAT_TOKEN").then(|| "x".to_owned()));
+        // Ordinary text that contains the values stays as it is.
+        assert_eq!(r.redact_str("text-turn 1234"), "text-turn 1234");
+        let w = r.warnings();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("PIN is shorter than 8 characters"), "{w:?}");
+        assert!(w[1].contains("WSCHAT_TOKEN"), "{w:?}");
+        // Long enough: redacted, no warning.
+        let mut r = Redactor::default();
+        r.add_env_tokens_with(|_| Some("tok-123456".to_owned()));
+        assert!(r.warnings().is_empty());
+        assert_eq!(r.redact_str("a tok-123456"), "a ***WSCHAT_TOKEN***");
     }
 
     #[test]

@@ -351,20 +351,37 @@ impl<W: Write + Send> TerminalReporter<W> {
             Line::new()
                 .push(Tone::Strong, "Verdict: ")
                 .push(tone, d.verdict.as_str())
-                .push(Tone::Dim, verdict_reason(&d)),
+                .push(Tone::Dim, verdict_reason(&d, self.fail_level)),
         );
         lines
     }
 }
 
-fn verdict_reason(d: &baseline::Decision) -> String {
+fn verdict_reason(d: &baseline::Decision, fail_level: Level) -> String {
     let must = d.by_level.must.failed;
     let other = d.by_level.should.failed + d.by_level.may.failed;
-    match (must, other) {
-        (0, 0) => String::new(),
-        (0, n) => format!(" ({n} should/may failure(s))"),
-        (m, 0) => format!(" ({m} must failure(s))"),
-        (m, n) => format!(" ({m} must failure(s), {n} should/may failure(s))"),
+    let counts = match (must, other) {
+        (0, 0) => return String::new(),
+        (0, n) => format!("{n} should/may failure(s)"),
+        (m, 0) => format!("{m} must failure(s)"),
+        (m, n) => format!("{m} must failure(s), {n} should/may failure(s)"),
+    };
+    // Below `must`, a failure counts as non-conformance only because `--fail-level` says so.
+    let stricter: Vec<&str> = [Level::Should, Level::May]
+        .into_iter()
+        .filter(|l| {
+            d.by_level.get(*l).failed > 0 && super::verdict::level_fails_run(*l, fail_level)
+        })
+        .map(level_name)
+        .collect();
+    if stricter.is_empty() {
+        format!(" ({counts})")
+    } else {
+        format!(
+            " ({counts}; --fail-level {}: {} failures fail the run)",
+            level_name(fail_level),
+            stricter.join("/")
+        )
     }
 }
 

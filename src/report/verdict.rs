@@ -121,9 +121,19 @@ impl ByLevel {
     /// A flaky scenario passed in the end, so it does not affect the verdict; skipped ones
     /// say nothing about conformance either.
     pub fn verdict(&self) -> Verdict {
-        if self.must.failed > 0 {
+        self.verdict_at(Level::Must)
+    }
+
+    /// The verdict when failures at `fail_level` and above fail the run (`--fail-level`): such a
+    /// failure makes the server not conformant at the level the run asked for, so the verdict
+    /// agrees with the exit code; failures below it are warnings.
+    pub fn verdict_at(&self, fail_level: Level) -> Verdict {
+        let failing = self
+            .iter()
+            .any(|(level, c)| c.failed > 0 && level_fails_run(level, fail_level));
+        if failing {
             Verdict::NotConformant
-        } else if self.should.failed > 0 || self.may.failed > 0 {
+        } else if self.iter().any(|(_, c)| c.failed > 0) {
             Verdict::ConformantWithWarnings
         } else {
             Verdict::Conformant
@@ -210,6 +220,21 @@ mod tests {
             "\"conformant with warnings\""
         );
         assert_eq!(Verdict::NotConformant.to_string(), "not conformant");
+    }
+
+    #[test]
+    fn the_verdict_follows_the_fail_level() {
+        let b = by(&[
+            (Level::Should, Status::Failed),
+            (Level::May, Status::Failed),
+        ]);
+        assert_eq!(b.verdict_at(Level::Must), Verdict::ConformantWithWarnings);
+        assert_eq!(b.verdict_at(Level::Should), Verdict::NotConformant);
+        assert_eq!(b.verdict_at(Level::May), Verdict::NotConformant);
+        let b = by(&[(Level::May, Status::Failed)]);
+        assert_eq!(b.verdict_at(Level::Should), Verdict::ConformantWithWarnings);
+        assert_eq!(b.verdict_at(Level::May), Verdict::NotConformant);
+        assert_eq!(by(&[]).verdict_at(Level::May), Verdict::Conformant);
     }
 
     #[test]

@@ -56,10 +56,25 @@ impl RulesError {
 
 /// Reads and parses a rules file.
 pub fn load_rules(path: &Path) -> Result<RuleSet, RulesError> {
-    let text = std::fs::read_to_string(path).map_err(|source| RulesError::Io {
-        file: path.to_path_buf(),
-        source,
-    })?;
+    let text = match crate::text::read_utf8(path) {
+        Ok(t) => t,
+        Err(crate::text::ReadError::Io(source)) => {
+            return Err(RulesError::Io {
+                file: path.to_path_buf(),
+                source,
+            })
+        }
+        Err(crate::text::ReadError::Utf8(at)) => {
+            return Err(RulesError::Syntax {
+                loc: Loc {
+                    file: Arc::new(path.to_path_buf()),
+                    line: at.line,
+                    col: at.col,
+                },
+                message: at.to_string(),
+            })
+        }
+    };
     parse_rules(path, &text)
 }
 

@@ -532,6 +532,16 @@ impl Conn {
                     Some((code, reason)) => format!("close {code} {reason}"),
                     None => "close (no status code)".to_owned(),
                 };
+                // A code RFC 6455 forbids on the wire fails the scenario on its own.
+                if let Some((code, _)) = &frame {
+                    if let Some(why) = crate::transport::ws::close_code_problem(*code) {
+                        let msg =
+                            format!("the server closed '{}' with code {code}: {why}", self.name);
+                        let seq = self.next_seq;
+                        self.pending
+                            .push(self.failure(FailureKind::CloseCode, msg, seq));
+                    }
+                }
                 self.close_frame = Some(frame);
                 self.push(FrameRecord {
                     seq: 0,

@@ -256,6 +256,14 @@ struct Exec {
 
 type StepResultT = Result<(), Vec<Failure>>;
 
+/// `now + d`, saturating: the loader refuses durations over `MAX_DURATION`, and a deadline past
+/// what the clock can represent waits "forever" (30 years) rather than panicking.
+fn deadline_after(d: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 24 * 3600))
+}
+
 fn one(f: Failure) -> Vec<Failure> {
     vec![f]
 }
@@ -556,6 +564,9 @@ impl Exec {
                             "expected the upgrade to be refused with {}, got {}",
                             refusal.status, r.status_line
                         );
+                        if let Some(h) = r.hint() {
+                            f.detail.insert(1, format!("hint: {h}"));
+                        }
                         f.expected = Some(format!("HTTP {}", refusal.status));
                         return Err(f);
                     }
@@ -592,6 +603,9 @@ impl Exec {
                 if let ConnectError::Refused(r) = &e {
                     f.expected = Some("101 Switching Protocols".into());
                     f.detail.push(format!("url: {shown}"));
+                    if let Some(h) = r.hint() {
+                        f.detail.push(format!("hint: {h}"));
+                    }
                     f.detail.extend(r.header_lines());
                 }
                 return Err(f);
@@ -758,7 +772,7 @@ impl Exec {
         let i = self.conn_index(&s.conn).map_err(one)?;
         let m = self.compile(&s.matcher).map_err(one)?;
         let timeout = self.expect_timeout(s.timeout);
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let wanted_type = m
             .required_str(&self.checks.discriminator)
             .map(str::to_owned);
@@ -848,7 +862,7 @@ impl Exec {
     async fn expect_pong(&mut self, s: &ExpectPongStep) -> StepResultT {
         let i = self.conn_index(&s.conn).map_err(one)?;
         let timeout = self.expect_timeout(s.timeout);
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let mut seen = Vec::new();
         loop {
             let conn = &mut self.conns[i];
@@ -892,7 +906,7 @@ impl Exec {
             None => None,
         };
         let timeout = self.expect_timeout(s.timeout);
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let mut each = Vec::new();
         for e in &s.assert.each {
             each.push((e.event_type.clone(), self.compile(&e.matcher).map_err(one)?));
@@ -1151,7 +1165,7 @@ impl Exec {
     async fn expect_none(&mut self, s: &ExpectNoneStep) -> StepResultT {
         let i = self.conn_index(&s.conn).map_err(one)?;
         let m = self.compile(&s.matcher).map_err(one)?;
-        let deadline = tokio::time::Instant::now() + s.within;
+        let deadline = deadline_after(s.within);
         let mut pos = self.conns[i].cursor;
         loop {
             match self.wait_event(i, &mut pos, deadline).await {
@@ -1197,7 +1211,7 @@ impl Exec {
             None => None,
         };
         let timeout = self.expect_timeout(s.timeout);
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let expected = match &s.code {
             CloseCodeExpect::Any => "a close frame".to_owned(),
             CloseCodeExpect::Code(c) => format!("a close frame with code {c}"),
@@ -1323,7 +1337,7 @@ impl Exec {
             f.conn = Some(conn.name.clone());
             return Err(one(f));
         }
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         loop {
             let conn = &mut self.conns[i];
             if conn.close_frame.is_some() || conn.ended.is_some() {

@@ -54,6 +54,8 @@ pub enum TokenKind {
     Valid,
     Admin,
     Expired,
+    /// Valid signature and `exp`, but `nbf` an hour ahead: not valid yet (RFC 7519 §4.1.5).
+    NotYetValid,
     BadSignature,
     AlgNone,
 }
@@ -64,6 +66,7 @@ impl TokenKind {
             "jwt" => TokenKind::Valid,
             "jwt_admin" => TokenKind::Admin,
             "jwt_expired" => TokenKind::Expired,
+            "jwt_not_yet_valid" => TokenKind::NotYetValid,
             "jwt_bad_signature" => TokenKind::BadSignature,
             "jwt_none" => TokenKind::AlgNone,
             _ => return None,
@@ -90,6 +93,10 @@ pub fn mint_with_claims(
         _ => now + ttl.as_secs(),
     };
     let mut claims = json!({"sub": user, "exp": exp, "iat": now});
+    if kind == TokenKind::NotYetValid {
+        claims["nbf"] = json!(now + 3600);
+        claims["exp"] = json!(now + 3600 + ttl.as_secs());
+    }
     if let Value::Object(map) = &mut claims {
         for (k, v) in extra {
             if !map.contains_key(k) {
@@ -229,6 +236,19 @@ mod tests {
         assert_eq!(
             verify(&t).unwrap_err().kind(),
             &jsonwebtoken::errors::ErrorKind::ExpiredSignature
+        );
+        let t = mint(TokenKind::NotYetValid, "alice", Some(secret), TOKEN_TTL).unwrap();
+        let claims = verify(&t).unwrap().claims;
+        let (nbf, iat, exp) = (
+            claims["nbf"].as_u64().unwrap(),
+            claims["iat"].as_u64().unwrap(),
+            claims["exp"].as_u64().unwrap(),
+        );
+        assert_eq!(nbf, iat + 3600, "{claims}");
+        assert!(exp > nbf, "{claims}");
+        assert_eq!(
+            TokenKind::from_prefix("jwt_not_yet_valid"),
+            Some(TokenKind::NotYetValid)
         );
         let t = mint(TokenKind::BadSignature, "alice", Some(secret), TOKEN_TTL).unwrap();
         assert_eq!(

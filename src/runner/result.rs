@@ -128,6 +128,9 @@ pub enum FailureKind {
     Handshake,
     /// The connection closed or broke unexpectedly, or a frame was unusable (not JSON, too large, binary).
     Transport,
+    /// The server sent a close code RFC 6455 does not allow on the wire (1005, 1006, 1015, below
+    /// 1000, or an unassigned range; §7.4.1, §7.4.2).
+    CloseCode,
     /// An HTTP step failed (transport error or wrong status).
     Http,
     /// A timing assertion did not hold.

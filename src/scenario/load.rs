@@ -36,6 +36,7 @@ pub const VAR_PREFIXES: &[&str] = &[
     "jwt",
     "jwt_admin",
     "jwt_expired",
+    "jwt_not_yet_valid",
     "jwt_bad_signature",
     "jwt_none",
 ];
@@ -172,10 +173,20 @@ impl Diagnostic for LoadError {
 // ---------------------------------------------------------------------------------------------
 // Small parsers shared with other modules.
 
-/// `200ms`, `5s`, `1m 30s` (humantime).
+/// The longest duration a suite, a scenario or a command-line option may give: 365 days. Every
+/// wait becomes a deadline (now + duration), and far larger values cannot be represented as one.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `200ms`, `5s`, `1m 30s` (humantime), at most [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("invalid duration {s:?}: {e} (write e.g. 200ms, 5s, 1m)"))
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration {s:?}: {e} (write e.g. 200ms, 5s, 1m)"))?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "duration {s:?} exceeds the maximum of 365 days (365d)"
+        ));
+    }
+    Ok(d)
 }
 
 /// `16MiB`, `512KiB`, `1MB`, `4096`, `4096B`.
@@ -2304,9 +2315,15 @@ pub fn load_config_str(
 }
 
 fn read(path: &Path, problems: &mut Vec<Problem>) -> Option<String> {
-    match std::fs::read_to_string(path) {
+    match crate::text::read_utf8(path) {
         Ok(t) => Some(t),
-        Err(e) => {
+        Err(crate::text::ReadError::Utf8(at)) => {
+            let mut p = Problem::whole_file(path, at.to_string());
+            (p.line, p.col) = (at.line, at.col);
+            problems.push(p);
+            None
+        }
+        Err(crate::text::ReadError::Io(e)) => {
             problems.push(Problem::whole_file(path, format!("cannot read: {e}")));
             None
         }

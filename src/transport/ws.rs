@@ -10,13 +10,15 @@
 //! A server that floods faster than the runner checks (or while the runner is busy elsewhere)
 //! therefore meets TCP backpressure instead of growing the harness's memory without limit.
 
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -27,7 +29,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-pub type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type WsStream = WebSocketStream<CloseTap<MaybeTlsStream<TcpStream>>>;
 pub type WsSink = SplitSink<WsStream, Message>;
 
 /// Everything needed to open one connection.
@@ -72,6 +74,44 @@ pub struct Refusal {
 }
 
 impl Refusal {
+    /// The likely cause of a refusal, from the shapes real servers answer with; a hint worded
+    /// as one (the status and body are always shown beside it), `None` when nothing is known.
+    pub fn hint(&self) -> Option<String> {
+        let header = |name: &str| {
+            self.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        };
+        let uvicorn = header("server").is_some_and(|s| s.to_ascii_lowercase().contains("uvicorn"));
+        let detail = self
+            .json
+            .as_ref()
+            .and_then(|j| j.as_object())
+            .is_some_and(|o| o.contains_key("detail"));
+        let body_empty = self.body.trim().is_empty();
+        // A body in the protocol's error shape names the reason itself: no guess is added.
+        if self
+            .json
+            .as_ref()
+            .is_some_and(|j| j.get("error").is_some_and(Value::is_object))
+        {
+            return None;
+        }
+        let hint = match self.status {
+            403 if body_empty => format!(
+                "{}an empty-body 403 is what Starlette/FastAPI answers a WebSocket upgrade with when no WebSocket route matches the path, or when the handler closed the socket before calling accept(); check the connect path and that the handler accepts first",
+                if uvicorn { "the server is uvicorn, and " } else { "" }
+            ),
+            401 | 403 if detail => "a {\"detail\": ...} body is what a FastAPI/Starlette HTTPException sends: an auth dependency or middleware likely refused the upgrade before the WebSocket handler ran; check the credentials the connect step sends (Authorization header, token query parameter)".to_owned(),
+            401 => "the server wants credentials on the upgrade request itself: check the Authorization header or token query parameter the connect step sends".to_owned(),
+            404 => "nothing answers WebSocket upgrades at this path: check the connect step's path and the --target base URL".to_owned(),
+            500 => "the server failed before accepting the WebSocket (an exception in the handler, or in a dependency run before accept()); its log should name the error".to_owned(),
+            _ => return None,
+        };
+        Some(hint)
+    }
+
     /// Headers as `name: value` lines, for failure details.
     pub fn header_lines(&self) -> Vec<String> {
         self.headers
@@ -381,9 +421,12 @@ async fn connect_inner(
         let tls = tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)
             .await
-            .map_err(|e| ConnectError::Tls {
-                url: shown.clone(),
-                message: crate::transport::http::error_chain(&e),
+            .map_err(|e| {
+                let message = crate::transport::http::error_chain(&e);
+                ConnectError::Tls {
+                    url: shown.clone(),
+                    message: format!("{message}{}", tls_hint(&message)),
+                }
             })?;
         MaybeTlsStream::Rustls(tls)
     } else {
@@ -462,6 +505,7 @@ async fn connect_inner(
         .read_buffer_size(req.read_buffer)
         .max_frame_size(Some(req.max_frame_bytes))
         .max_message_size(Some(req.max_frame_bytes));
+    let (stream, wire_close) = CloseTap::new(stream, &leftover);
     let ws =
         WebSocketStream::from_partially_read(stream, leftover, Role::Client, Some(config)).await;
     let handshake = Handshake {
@@ -474,7 +518,7 @@ async fn connect_inner(
     let (sink, read) = ws.split();
     let (tx, rx) = mpsc::unbounded_channel();
     let budget = queue_budget(req.max_frame_bytes);
-    let reader = tokio::spawn(read_loop(read, tx, budget));
+    let reader = tokio::spawn(read_loop(read, tx, budget, wire_close));
     Ok(WsConnection {
         sink: Some(sink),
         rx,
@@ -528,6 +572,14 @@ async fn read_response_head<S: AsyncRead + Unpin>(
             .read(&mut chunk)
             .await
             .map_err(|e| format!("reading the response: {e}"))?;
+        if buf.is_empty() && n > 0 {
+            if let Some(what) = tls_record(&chunk[..n]) {
+                return Err(format!(
+                    "the server answered with a TLS {what} record ({}), not HTTP: this port speaks TLS, use wss:// instead of ws://",
+                    hex_prefix(&chunk[..n], 7)
+                ));
+            }
+        }
         if n == 0 {
             return Err(if buf.is_empty() {
                 "the server closed the connection without answering the upgrade request".into()
@@ -569,6 +621,36 @@ async fn read_response_head<S: AsyncRead + Unpin>(
         },
         leftover,
     ))
+}
+
+/// What a TLS record starting `bytes` is (`alert`, `handshake`), when it is one: content type
+/// 21 or 22, then a TLS version 3.0-3.4 (RFC 8446 §5.1). An HTTP answer starts with `HTTP/`.
+fn tls_record(bytes: &[u8]) -> Option<&'static str> {
+    match bytes {
+        [t @ (0x15 | 0x16), 0x03, 0x00..=0x04, ..] => {
+            Some(if *t == 0x15 { "alert" } else { "handshake" })
+        }
+        _ => None,
+    }
+}
+
+/// The first `n` bytes in hex (`15 03 03 00 02`).
+fn hex_prefix(bytes: &[u8], n: usize) -> String {
+    bytes
+        .iter()
+        .take(n)
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A hint for a failed TLS handshake whose cause is likely a plain (non-TLS) server.
+fn tls_hint(message: &str) -> &'static str {
+    if message.contains("InvalidContentType") || message.contains("corrupt message") {
+        " (the answer was not TLS: if this port serves plain HTTP, use ws:// instead of wss://)"
+    } else {
+        ""
+    }
 }
 
 /// Reads a refusal's body (Content-Length, chunked, or to EOF), bounded in size; a body cut short
@@ -630,6 +712,193 @@ fn dechunk(raw: &[u8]) -> Vec<u8> {
     out
 }
 
+// ---------------------------------------------------------------------------------------------
+// The server's close frame as it came off the wire
+
+/// The read side of a connection with a scanner of the server's frame headers: it keeps the
+/// payload of the first close frame, so the code and reason are reported exactly as sent.
+/// tungstenite replaces a close code that RFC 6455 forbids (1005, 1006, 1015, below 1000, an
+/// unassigned range) with 1002 "Protocol violation" before the application sees it, and the
+/// harness must neither accept the forbidden code nor report the substitute as the server's.
+///
+/// The scanner reads only frame headers (2 to 14 bytes per frame) and skips payloads by length,
+/// so it costs next to nothing per frame; after the close frame it stops.
+pub struct CloseTap<S> {
+    inner: S,
+    scan: FrameScanner,
+    close: Arc<OnceLock<Vec<u8>>>,
+}
+
+impl<S> CloseTap<S> {
+    /// Wraps `inner`; `already_read`: bytes read past the HTTP response head, which the WebSocket
+    /// layer reads before `inner`. Returns the slot the close payload is written to.
+    fn new(inner: S, already_read: &[u8]) -> (CloseTap<S>, Arc<OnceLock<Vec<u8>>>) {
+        let close = Arc::new(OnceLock::new());
+        let mut tap = CloseTap {
+            inner,
+            scan: FrameScanner::default(),
+            close: close.clone(),
+        };
+        tap.scan.feed(already_read, &tap.close);
+        (tap, close)
+    }
+}
+
+/// Server-to-client frame boundaries, fed the byte stream in order.
+#[derive(Default)]
+struct FrameScanner {
+    head: [u8; 14],
+    /// Header bytes collected so far.
+    have: usize,
+    /// The header's length, once its second byte is known.
+    need: usize,
+    /// Payload bytes of the current frame still to skip.
+    remaining: u64,
+    /// The payload collected while inside a close frame.
+    capture: Option<Vec<u8>>,
+    /// The first close frame was seen: nothing more to do.
+    done: bool,
+}
+
+/// A control frame's payload is at most 125 bytes (RFC 6455 §5.5); a longer one is refused by
+/// the WebSocket layer, so no more of it is kept.
+const MAX_CLOSE_PAYLOAD: usize = 125;
+
+impl FrameScanner {
+    fn feed(&mut self, mut bytes: &[u8], out: &OnceLock<Vec<u8>>) {
+        while !bytes.is_empty() && !self.done {
+            if self.remaining > 0 {
+                let n = (self.remaining.min(bytes.len() as u64)) as usize;
+                if let Some(c) = &mut self.capture {
+                    let room = MAX_CLOSE_PAYLOAD.saturating_sub(c.len()).min(n);
+                    c.extend_from_slice(&bytes[..room]);
+                }
+                self.remaining -= n as u64;
+                bytes = &bytes[n..];
+                if self.remaining == 0 {
+                    self.end_frame(out);
+                }
+                continue;
+            }
+            self.head[self.have] = bytes[0];
+            self.have += 1;
+            bytes = &bytes[1..];
+            if self.have == 2 {
+                let extended = match self.head[1] & 0x7f {
+                    126 => 2,
+                    127 => 8,
+                    _ => 0,
+                };
+                let mask = if self.head[1] & 0x80 != 0 { 4 } else { 0 };
+                self.need = 2 + extended + mask;
+            }
+            if self.have >= 2 && self.have == self.need {
+                self.remaining = match self.head[1] & 0x7f {
+                    126 => u64::from(u16::from_be_bytes([self.head[2], self.head[3]])),
+                    127 => u64::from_be_bytes(self.head[2..10].try_into().expect("8 bytes")),
+                    n => u64::from(n),
+                };
+                self.have = 0;
+                self.need = 0;
+                self.capture = (self.head[0] & 0x0f == 0x8).then(Vec::new);
+                if self.remaining == 0 {
+                    self.end_frame(out);
+                }
+            }
+        }
+    }
+
+    fn end_frame(&mut self, out: &OnceLock<Vec<u8>>) {
+        if let Some(payload) = self.capture.take() {
+            let _ = out.set(payload);
+            self.done = true;
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for CloseTap<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if !this.scan.done {
+            this.scan.feed(&buf.filled()[before..], &this.close);
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for CloseTap<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// A close frame's payload: `None` for an empty one (no status code), else the code and the
+/// reason (the WebSocket layer has checked that the reason is UTF-8 before handing the frame on).
+fn parse_close_payload(raw: &[u8]) -> Option<(u16, String)> {
+    if raw.len() < 2 {
+        return None;
+    }
+    let code = u16::from_be_bytes([raw[0], raw[1]]);
+    Some((code, String::from_utf8_lossy(&raw[2..]).into_owned()))
+}
+
+/// Why a close code received from the server is not allowed on the wire, naming the rule of
+/// RFC 6455; `None` for a valid code (1000-1003, 1007-1014, 3000-4999).
+pub fn close_code_problem(code: u16) -> Option<String> {
+    let why = match code {
+        1005 | 1006 | 1015 => {
+            let meaning = match code {
+                1005 => "no status code was present",
+                1006 => "the connection closed abnormally",
+                _ => "the TLS handshake failed",
+            };
+            format!(
+                "RFC 6455 §7.4.1 reserves {code} for an endpoint to report that {meaning}; it MUST NOT be set as the status code of a close frame"
+            )
+        }
+        0..=999 => {
+            "RFC 6455 §7.4.2: codes 0-999 are not used, so it is not a valid close code".to_owned()
+        }
+        1004 => "RFC 6455 §7.4.1 reserves 1004 (no meaning defined); it is not a valid close code"
+            .to_owned(),
+        1016..=2999 => "RFC 6455 §7.4.2 reserves 1000-2999 for the protocol and registered extensions, and no code there beyond 1015 is assigned (IANA WebSocket Close Code registry), so it is not a valid close code".to_owned(),
+        5000.. => "RFC 6455 §7.4.2 defines codes up to 4999 only, so it is not a valid close code"
+            .to_owned(),
+        _ => return None,
+    };
+    Some(why)
+}
+
 /// Bytes of received records that may wait for the runner, per connection.
 const QUEUE_BYTES: usize = 32 * 1024 * 1024;
 /// Fixed cost charged per record, so a flood of tiny frames is bounded too: the record and its
@@ -674,6 +943,7 @@ async fn read_loop(
     mut read: SplitStream<WsStream>,
     tx: mpsc::UnboundedSender<Incoming>,
     budget: Budget,
+    wire_close: Arc<OnceLock<Vec<u8>>>,
 ) {
     loop {
         let item = read.next().await;
@@ -692,9 +962,12 @@ async fn read_loop(
                 Message::Binary(b) => WsEvent::Binary(b.to_vec()),
                 Message::Ping(b) => WsEvent::Ping(b.to_vec()),
                 Message::Pong(b) => WsEvent::Pong(b.to_vec()),
-                Message::Close(frame) => {
-                    WsEvent::Close(frame.map(|f| (u16::from(f.code), f.reason.as_str().to_owned())))
-                }
+                // The code and reason as the server sent them: tungstenite hands over 1002
+                // "Protocol violation" in place of a code RFC 6455 forbids.
+                Message::Close(frame) => WsEvent::Close(match wire_close.get() {
+                    Some(raw) => parse_close_payload(raw),
+                    None => frame.map(|f| (u16::from(f.code), f.reason.as_str().to_owned())),
+                }),
                 // Raw frames are never produced when reading.
                 Message::Frame(_) => continue,
             },
@@ -895,6 +1168,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn wss_to_a_plain_http_port_suggests_ws() {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = tcp.read(&mut buf).await;
+            let _ = tcp
+                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                .await;
+            let _ = tcp.shutdown().await;
+        });
+        let err = connect(&req(format!("wss://localhost:{}/", addr.port())))
+            .await
+            .err()
+            .expect("no TLS");
+        assert!(matches!(err, ConnectError::Tls { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("use ws:// instead of wss://"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn tls_records_are_recognised_and_http_is_not() {
+        assert_eq!(
+            tls_record(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32]),
+            Some("alert")
+        );
+        assert_eq!(tls_record(&[0x16, 0x03, 0x01, 0x00]), Some("handshake"));
+        assert_eq!(tls_record(b"HTTP/1.1 200 OK"), None);
+        assert_eq!(tls_record(&[0x15]), None);
+    }
+
+    #[tokio::test]
     async fn closed_port_is_an_io_error() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -995,6 +1304,99 @@ mod tests {
         }
         // Larger than a permit count can express: clamped, and a record asks for at most all.
         assert_eq!(queue_budget(usize::MAX).capacity, u32::MAX as usize);
+    }
+
+    /// Frames as a server writes them (unmasked), with every length encoding.
+    fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x80 | opcode];
+        match payload.len() {
+            n @ 0..=125 => f.push(n as u8),
+            n @ 126..=65535 => {
+                f.push(126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn the_scanner_finds_the_first_close_frame_in_any_split() {
+        let mut close = 1006u16.to_be_bytes().to_vec();
+        close.extend_from_slice(b"gone");
+        let mut stream = server_frame(0x1, b"{\"type\":\"connected\"}");
+        stream.extend(server_frame(0x2, &vec![7u8; 300]));
+        stream.extend(server_frame(0x1, &vec![b'x'; 70_000]));
+        stream.extend(server_frame(0x9, b"ping"));
+        stream.extend(server_frame(0x8, &close));
+        stream.extend(server_frame(0x8, &1000u16.to_be_bytes()));
+        for split in [1, 2, 3, 7, 4096, stream.len()] {
+            let out = OnceLock::new();
+            let mut scan = FrameScanner::default();
+            for chunk in stream.chunks(split) {
+                scan.feed(chunk, &out);
+            }
+            assert_eq!(
+                out.get().map(|p| parse_close_payload(p)),
+                Some(Some((1006, "gone".to_owned()))),
+                "chunks of {split}"
+            );
+        }
+        // An empty close frame has no status code.
+        let out = OnceLock::new();
+        FrameScanner::default().feed(&server_frame(0x8, b""), &out);
+        assert_eq!(out.get().map(|p| parse_close_payload(p)), Some(None));
+    }
+
+    #[test]
+    fn close_codes_rfc_6455_forbids_are_named() {
+        for ok in [
+            1000, 1001, 1002, 1003, 1007, 1011, 1012, 1013, 1014, 3000, 4000, 4999,
+        ] {
+            assert_eq!(close_code_problem(ok), None, "{ok}");
+        }
+        for (bad, section) in [
+            (1005, "§7.4.1"),
+            (1006, "§7.4.1"),
+            (1015, "§7.4.1"),
+            (1004, "§7.4.1"),
+            (0, "§7.4.2"),
+            (999, "§7.4.2"),
+            (1016, "§7.4.2"),
+            (2999, "§7.4.2"),
+            (5000, "§7.4.2"),
+            (u16::MAX, "§7.4.2"),
+        ] {
+            let why = close_code_problem(bad).unwrap_or_else(|| panic!("{bad} is accepted"));
+            assert!(why.contains(section), "{bad}: {why}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_forbidden_close_code_is_reported_as_sent_not_as_substituted() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            let mut tcp = ws.into_inner();
+            let mut payload = 1006u16.to_be_bytes().to_vec();
+            payload.extend_from_slice(b"abnormal");
+            tcp.write_all(&server_frame(0x8, &payload)).await.unwrap();
+            let mut buf = [0u8; 64];
+            let _ = tcp.read(&mut buf).await;
+        });
+        let mut conn = connect(&req(format!("ws://{addr}/"))).await.unwrap();
+        match next(&mut conn).await {
+            WsEvent::Close(Some((code, reason))) => {
+                assert_eq!((code, reason.as_str()), (1006, "abnormal"))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
     }
 
     #[test]
