@@ -76,17 +76,15 @@ fn serve(mode: Mode) -> SocketAddr {
     addr
 }
 
-fn run(addr: SocketAddr, extra: &[&str]) -> (i32, String) {
+/// Runs the binary with these arguments, bounded by `RUN_BOUND`: (exit code, stdout + stderr).
+fn bin<I, S>(args: I) -> (i32, String)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
     let out = cmd()
-        .args([
-            "run",
-            "fixtures/suites/plain-text",
-            "--color",
-            "never",
-            "--target",
-        ])
-        .arg(format!("ws://{addr}"))
-        .args(extra)
+        .args(args)
+        .args(["--color", "never"])
         .timeout(RUN_BOUND)
         .output()
         .unwrap();
@@ -94,10 +92,16 @@ fn run(addr: SocketAddr, extra: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), all)
 }
 
+/// `run` of the plain-text suite against `addr`.
+fn run(addr: SocketAddr) -> (i32, String) {
+    let target = format!("ws://{addr}");
+    bin(["run", "fixtures/suites/plain-text", "--target", &target])
+}
+
 #[test]
 fn a_streamed_plain_text_reply_passes() {
     let addr = serve(Mode::Chunked);
-    let (code, out) = run(addr, &[]);
+    let (code, out) = run(addr);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("PASS  streamed-reply"), "{out}");
 }
@@ -105,7 +109,7 @@ fn a_streamed_plain_text_reply_passes() {
 #[test]
 fn a_reply_sent_as_one_frame_is_caught() {
     let addr = serve(Mode::Single);
-    let (code, out) = run(addr, &[]);
+    let (code, out) = run(addr);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("count of '$text' is 1"), "{out}");
 }
@@ -115,7 +119,7 @@ fn binary_frames_are_events_under_the_text_codec() {
     // The binary frame is a `$binary` event: not a failure, and not text (the first `$text`
     // expectation skips it; the collection counts only text).
     let addr = serve(Mode::BinaryFirst);
-    let (code, out) = run(addr, &[]);
+    let (code, out) = run(addr);
     assert_eq!(code, 0, "{out}");
 }
 
@@ -137,16 +141,14 @@ fn the_json_codec_names_the_codec_setting_for_plain_text() {
     )
     .unwrap();
     let addr = serve(Mode::Chunked);
-    let out = cmd()
-        .arg("run")
-        .arg(&dir)
-        .args(["--color", "never", "--target"])
-        .arg(format!("ws://{addr}"))
-        .timeout(RUN_BOUND)
-        .output()
-        .unwrap();
-    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
-    assert_eq!(out.status.code(), Some(1), "{all}");
+    let target = format!("ws://{addr}");
+    let (code, all) = bin([
+        "run".as_ref(),
+        dir.as_os_str(),
+        "--target".as_ref(),
+        target.as_ref(),
+    ]);
+    assert_eq!(code, 1, "{all}");
     assert!(
         all.contains("received a text frame that is not JSON"),
         "{all}"
@@ -159,58 +161,33 @@ fn plain_text_recordings_round_trip_through_check_and_replay() {
     let addr = serve(Mode::Chunked);
     let dir = std::env::temp_dir().join(format!("wschat-codec-rec-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let out = cmd()
-        .args([
-            "record",
-            "fixtures/suites/plain-text",
-            "--color",
-            "never",
-            "--target",
-        ])
-        .arg(format!("ws://{addr}"))
-        .arg("--out")
-        .arg(&dir)
-        .timeout(RUN_BOUND)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    let target = format!("ws://{addr}");
+    let (code, all) = bin([
+        "record".as_ref(),
+        "fixtures/suites/plain-text".as_ref(),
+        "--target".as_ref(),
+        std::ffi::OsStr::new(&target),
+        "--out".as_ref(),
+        dir.as_os_str(),
+    ]);
+    assert_eq!(code, 0, "{all}");
     let rec = dir.join("streamed-reply.jsonl");
     let body = std::fs::read_to_string(&rec).unwrap();
     // The chunks are recorded as they came off the wire.
     assert!(body.contains(r#""text":"You "#), "{body}");
     assert!(body.contains(r#""text":"again""#), "{body}");
-    let out = cmd()
-        .arg("check")
-        .arg(&rec)
-        .args(["--suite", "fixtures/suites/plain-text", "--color", "never"])
-        .timeout(RUN_BOUND)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    let out = cmd()
-        .arg("replay")
-        .arg(&dir)
-        .args(["--run", "fixtures/suites/plain-text", "--color", "never"])
-        .timeout(RUN_BOUND)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    let (code, all) = bin([
+        "check".as_ref(),
+        rec.as_os_str(),
+        "--suite".as_ref(),
+        "fixtures/suites/plain-text".as_ref(),
+    ]);
+    assert_eq!(code, 0, "{all}");
+    let (code, all) = bin([
+        "replay".as_ref(),
+        dir.as_os_str(),
+        "--run".as_ref(),
+        "fixtures/suites/plain-text".as_ref(),
+    ]);
+    assert_eq!(code, 0, "{all}");
 }
