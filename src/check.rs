@@ -63,6 +63,11 @@ pub struct CheckArgs {
     /// fails exactly as declared.
     #[arg(long)]
     pub expect: bool,
+    /// After the check, print what the recordings show that the suite does not describe yet:
+    /// event types without a schema, schemas some samples break, rules the traffic supports
+    /// (the inference of `init`). Information only: the exit code is the check's.
+    #[arg(long)]
+    pub suggest: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -477,6 +482,8 @@ pub fn cmd_check(a: CheckArgs) -> Result<u8, u8> {
         jobs: 1,
     }));
     let mut summary = RunSummary::default();
+    // Files per suite, for --suggest.
+    let mut checked: Vec<(usize, PathBuf)> = Vec::new();
     for (index, f) in files.iter().enumerate() {
         let dir = a.suite.clone().or_else(|| implied_suite(f));
         let pos = match suites.iter().position(|(d, _)| *d == dir) {
@@ -493,6 +500,7 @@ pub fn cmd_check(a: CheckArgs) -> Result<u8, u8> {
                 suites.len() - 1
             }
         };
+        checked.push((pos, f.clone()));
         let (result, notes) = result_for(f, &suites[pos].1, a.expect);
         for n in notes {
             eprintln!("note: {n}");
@@ -509,7 +517,45 @@ pub fn cmd_check(a: CheckArgs) -> Result<u8, u8> {
     }
     summary.duration = started.elapsed();
     reporters.on_event(&RunEvent::RunFinished(summary));
-    finish_reporters(&mut reporters)
+    let code = finish_reporters(&mut reporters);
+    if a.suggest {
+        print_suggestions(&suites, &checked);
+    }
+    code
+}
+
+/// `--suggest`: per suite, what its recordings show that it does not describe.
+fn print_suggestions(suites: &[(Option<PathBuf>, OfflineSuite)], checked: &[(usize, PathBuf)]) {
+    for (pos, (_, suite)) in suites.iter().enumerate() {
+        // Files that do not parse were reported by the check already.
+        let transcripts: Vec<TranscriptFile> = checked
+            .iter()
+            .filter(|(p, _)| *p == pos)
+            .filter_map(|(_, f)| transcript::read(f).ok())
+            .collect();
+        if transcripts.is_empty() {
+            continue;
+        }
+        let found = crate::infer::suggest::suggest(&transcripts, suite);
+        println!();
+        if found.is_empty() {
+            println!(
+                "suggest: {} describes everything {} recording(s) show",
+                suite.origin,
+                transcripts.len()
+            );
+            continue;
+        }
+        println!(
+            "suggest: {} recording(s) show {} thing(s) {} does not describe:",
+            transcripts.len(),
+            found.len(),
+            suite.origin
+        );
+        for s in found {
+            println!("- {}", s.render().trim_end());
+        }
+    }
 }
 
 #[cfg(test)]

@@ -65,6 +65,8 @@ pub enum Command {
     Check(crate::check::CheckArgs),
     /// Serve recorded transcripts as a stand-in server, or run a suite against its fixtures.
     Replay(crate::replay::ReplayArgs),
+    /// Write a starter pack (schemas, rules, scenarios) learned from recorded traffic.
+    Init(crate::init::InitArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -415,6 +417,7 @@ fn dispatch(cli: Cli) -> u8 {
         Command::Record(a) => crate::record::cmd_record(a),
         Command::Check(a) => crate::check::cmd_check(a),
         Command::Replay(a) => crate::replay::cmd_replay(a),
+        Command::Init(a) => crate::init::cmd_init(a),
     };
     r.unwrap_or_else(|code| code)
 }

@@ -4,6 +4,7 @@
 //! - [`scenario`]: the scenario model, suite config, loading (YAML → model), templates and matchers.
 //! - [`rules`]: ordering rules (the model is loaded with the suite; the checker runs over transcripts).
 //! - [`codec`]: how frames become events (JSON, plain text, binary), per side of the suite.
+//! - [`infer`]: learning a pack from recordings (`init`, `check --suggest`); [`init`] is its command.
 //! - [`schema`]: the schema registry (discriminator → compiled JSON Schema).
 //! - [`transport`]: WebSocket connections (reader task + transcript) and HTTP steps.
 //! - [`runner`]: executes scenarios, emits [`runner::RunEvent`]s, produces [`runner::ScenarioResult`]s.
@@ -13,6 +14,8 @@
 pub mod check;
 pub mod cli;
 pub mod codec;
+pub mod infer;
+pub mod init;
 pub mod json;
 pub mod load;
 pub mod record;

@@ -63,7 +63,7 @@ impl Compiled {
     }
 }
 
-fn selectors_of(kind: &RuleKind) -> Vec<&Selector> {
+pub fn selectors_of(kind: &RuleKind) -> Vec<&Selector> {
     fn scope(s: &Scope) -> impl Iterator<Item = &Selector> {
         s.end.iter().chain(s.forgive.iter())
     }

@@ -11,7 +11,7 @@ mod model;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use check::RuleChecker;
+pub use check::{selectors_of, RuleChecker};
 pub use load::kinds;
 pub use model::{FieldRef, KeySpec, Rule, RuleKind, Scope, Selector};
 
