@@ -103,7 +103,24 @@ pub fn cmd_init(a: InitArgs) -> Result<u8, u8> {
 
 /// Records the `--send` session into `PACK_DIR/recordings/session.jsonl`.
 fn record_session(a: &InitArgs, target: &str) -> Result<PathBuf, u8> {
-    let _ = (a, target);
-    report_error("init --target is not wired yet");
-    Err(EXIT_USAGE)
+    if a.dir.exists()
+        && !a.force
+        && std::fs::read_dir(&a.dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false)
+    {
+        report_error(PackError::NotEmpty(a.dir.clone()));
+        return Err(EXIT_USAGE);
+    }
+    let out = a.dir.join("recordings").join("session.jsonl");
+    let mut script = a.send.join("\n");
+    script.push('\n');
+    crate::record::interactive::record_script(crate::record::interactive::ScriptedSession {
+        target: target.to_owned(),
+        headers: a.headers.clone(),
+        out: out.clone(),
+        settle: a.settle,
+        script,
+    })?;
+    Ok(out)
 }

@@ -3,6 +3,8 @@
 //! The runner already keeps every connection's frames in [`crate::runner::ScenarioResult::transcripts`];
 //! this module only converts them ([`transcript::from_result`]) and writes them, secrets redacted.
 
+pub mod interactive;
+pub mod repl_command;
 pub mod transcript;
 
 use std::path::{Path, PathBuf};
@@ -21,9 +23,38 @@ pub use transcript::{read, TranscriptError, TranscriptFile};
 
 #[derive(Debug, Args)]
 pub struct RecordArgs {
-    /// Scenario folders and files.
-    #[arg(required = true, value_name = "SCENARIO")]
+    /// Scenario folders and files (none with --interactive).
+    #[arg(required_unless_present = "interactive", value_name = "SCENARIO")]
     pub paths: Vec<PathBuf>,
+    /// Record a conversation typed (or piped) line by line instead of running scenarios
+    /// (docs/TRANSCRIPT.md, "Recording a conversation by hand").
+    #[arg(long)]
+    pub interactive: bool,
+    /// With --interactive: a header of the upgrade and of `:http` requests (`Name: value`, repeatable).
+    #[arg(long = "header", value_name = "NAME: VALUE", requires = "interactive")]
+    pub headers: Vec<String>,
+    /// With --interactive: a subprotocol to offer (repeatable).
+    #[arg(long = "subprotocol", value_name = "NAME", requires = "interactive")]
+    pub subprotocols: Vec<String>,
+    /// With --interactive: the transcript's scenario name.
+    #[arg(
+        long,
+        default_value = "interactive",
+        value_name = "NAME",
+        requires = "interactive"
+    )]
+    pub name: String,
+    /// With --interactive over a pipe: the silence after which the next line is sent.
+    #[arg(long, value_name = "DURATION", value_parser = crate::scenario::load::parse_duration, requires = "interactive")]
+    pub settle: Option<Duration>,
+    /// With --interactive: the discriminator `:wait TYPE` looks at (member name or JSON pointer).
+    #[arg(
+        long,
+        default_value = "type",
+        value_name = "PTR",
+        requires = "interactive"
+    )]
+    pub discriminator: String,
     /// WebSocket base URL of the server to record; absent: the embedded reference server.
     #[arg(long, env = "WSCHAT_TARGET", value_name = "URL")]
     pub target: Option<String>,
@@ -83,6 +114,9 @@ fn sanitize(name: &str) -> String {
 
 /// Runs `record`; `Ok` or `Err`, the value is the exit code (errors are reported here).
 pub fn cmd_record(a: RecordArgs) -> Result<u8, u8> {
+    if a.interactive {
+        return cmd_interactive(a);
+    }
     let opts = LoadOptions {
         vars: a.vars.iter().cloned().collect(),
     };
@@ -191,4 +225,67 @@ pub fn cmd_record(a: RecordArgs) -> Result<u8, u8> {
         );
     }
     Ok(if failed { EXIT_FAILED } else { EXIT_OK })
+}
+
+/// `record --interactive`.
+fn cmd_interactive(a: RecordArgs) -> Result<u8, u8> {
+    if !a.paths.is_empty() {
+        report_error("--interactive records a conversation, not scenarios: give no scenario paths");
+        return Err(EXIT_USAGE);
+    }
+    let Some(target) = a.target.clone() else {
+        report_error("--interactive needs --target URL (or WSCHAT_TARGET): the server to talk to");
+        return Err(EXIT_USAGE);
+    };
+    let target = interactive::parse_headers(&[format!("t: {target}")])?
+        .remove(0)
+        .1;
+    let headers = interactive::parse_headers(&a.headers)?;
+    let secrets = a.output.secrets()?;
+    let mut redactor = Redactor::new(secrets);
+    redactor.add_env_tokens();
+    let tls = TlsSettings {
+        ca_cert: a.ca_cert.clone(),
+        insecure: a.insecure,
+    }
+    .client_config()
+    .map_err(|e| {
+        report_error(e);
+        EXIT_USAGE
+    })?;
+    let out = if a.out.extension().is_some_and(|e| e == "jsonl") {
+        a.out.clone()
+    } else {
+        a.out.join(format!("{}.jsonl", sanitize(&a.name)))
+    };
+    let terminal = interactive::stdin_is_terminal();
+    let discriminator = if a.discriminator.starts_with('/') {
+        a.discriminator.clone()
+    } else {
+        format!("/{}", a.discriminator)
+    };
+    let color = terminal
+        && std::env::var_os("NO_COLOR").is_none()
+        && !matches!(a.output.color, crate::cli::ColorArg::Never);
+    if terminal {
+        eprintln!(
+            "recording to {} (:help for commands, Ctrl-D to save and quit)",
+            out.display()
+        );
+    }
+    let opts = interactive::SessionOptions {
+        target,
+        headers,
+        subprotocols: a.subprotocols.clone(),
+        out,
+        name: a.name.clone(),
+        settle: a.settle.unwrap_or(interactive::DEFAULT_SETTLE),
+        timeout: a.timeout.unwrap_or(interactive::DEFAULT_TIMEOUT),
+        discriminator,
+        tls,
+        redactor,
+        settle_sends: !terminal,
+        color,
+    };
+    interactive::run_session(opts, Box::new(std::io::BufReader::new(std::io::stdin())))
 }
