@@ -461,3 +461,121 @@ fn packs_against_live_servers() {
         failures.join("\n\n")
     );
 }
+
+/// `record --interactive` (a scripted session, tests/live/sessions/<pack>.txt) then `init`, with
+/// no hand edits: the generated pack passes its clean server and fails at least half of the bug
+/// variants. Only the packs with a session script are covered so far.
+#[test]
+fn init_learns_a_pack_from_a_recorded_session() {
+    let Some(py) = python() else { return };
+    let mut report = Vec::new();
+    for m in manifests() {
+        let script = live_dir().join("sessions").join(format!("{}.txt", m.pack));
+        let Some(target) = (match m.pack.as_str() {
+            "progress-token-complete" => Some("/ws/chat?token=${env:WSCHAT_TOKEN}"),
+            _ => None,
+        }) else {
+            continue;
+        };
+        let secret = random_secret();
+        let token = mint_token(&m, &secret);
+        let dir =
+            std::env::temp_dir().join(format!("wschat-init-{}-{}", std::process::id(), m.pack));
+        let _ = std::fs::remove_dir_all(&dir);
+        let server = Server::start(&py, &m, None, &secret).unwrap();
+        let base = format!("ws://127.0.0.1:{}", server.port);
+        let rec = dir.join("session.jsonl");
+        let out = cmd()
+            .args([
+                "record",
+                "--interactive",
+                "--target",
+                &format!("{base}{target}"),
+                "--out",
+            ])
+            .arg(&rec)
+            .env("WSCHAT_TOKEN", &token)
+            .env("LIVE_BASE", &base)
+            .write_stdin(std::fs::read(&script).unwrap())
+            .timeout(RUN_LIMIT)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "record --interactive: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        drop(server);
+        let recorded = std::fs::read_to_string(&rec).unwrap();
+        assert!(
+            !recorded.contains(&token),
+            "the token is redacted from the recording"
+        );
+        let pack = dir.join("pack");
+        let out = cmd()
+            .arg("init")
+            .arg(&pack)
+            .arg("--from")
+            .arg(&rec)
+            .timeout(RUN_LIMIT)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "init: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let run = |bug: Option<&str>| -> (Option<i32>, String) {
+            let server = Server::start(&py, &m, bug, &secret).unwrap();
+            let out = cmd()
+                .arg("run")
+                .arg(&pack)
+                .args([
+                    "--target",
+                    &format!("ws://127.0.0.1:{}", server.port),
+                    "--color",
+                    "never",
+                    "--fail-level",
+                    "may",
+                ])
+                .env("WSCHAT_TOKEN", &token)
+                .timeout(RUN_LIMIT)
+                .output()
+                .unwrap();
+            (
+                out.status.code(),
+                format!("{}{}", text(&out.stdout), text(&out.stderr)),
+            )
+        };
+        let (code, output) = run(None);
+        assert_eq!(
+            code,
+            Some(0),
+            "{}: the generated pack fails its clean server\n{output}",
+            m.pack
+        );
+        let mut caught = Vec::new();
+        for b in m.bugs.keys() {
+            let (code, _) = run(Some(b));
+            if code == Some(1) {
+                caught.push(b.clone());
+            }
+        }
+        report.push(format!(
+            "{}: caught {} of {} ({:?})",
+            m.pack,
+            caught.len(),
+            m.bugs.len(),
+            caught
+        ));
+        assert!(
+            caught.len() * 2 >= m.bugs.len(),
+            "{}: the generated pack caught only {caught:?}",
+            m.pack
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    eprintln!("{}", report.join("\n"));
+}
